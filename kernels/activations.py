@@ -1,0 +1,207 @@
+"""Activation functions: forward/backward kernels over flat buffers, with NumPy references.
+
+Every activation has an integer code (a runtime choice, so one compiled training step serves all
+of them) and an entry in `ACTIVATIONS` with its formula. Kinks follow PyTorch: ReLU'(0) = 0,
+LeakyReLU'(0) = slope, ELU'(0) = alpha. `param` is the Leaky ReLU slope or the ELU alpha.
+Softmax is an output-only activation: it acts on rows, see `softmax_rows_forward`.
+"""
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special
+
+from ._jit import kernel, kernel_inline
+
+IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, GELU, GELU_TANH, SOFTMAX = range(9)
+
+SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+GELU_CUBIC = 0.044715
+
+
+@dataclass(frozen=True)
+class Activation:
+    """Registry entry: code for the kernels, formula and derivative for docs, default parameter."""
+    name: str
+    code: int
+    formula: str
+    derivative: str
+    default_param: float = 0.0
+    hidden: bool = True  # allowed on hidden layers (softmax is output-only)
+
+
+ACTIVATIONS = {
+    a.name: a for a in [
+        Activation("identity", IDENTITY, "x", "1"),
+        Activation("sigmoid", SIGMOID, "1/(1+exp(-x))", "s(x)(1-s(x))"),
+        Activation("tanh", TANH, "tanh(x)", "1-tanh(x)^2"),
+        Activation("relu", RELU, "max(0,x)", "1 if x>0 else 0"),
+        Activation("leaky_relu", LEAKY_RELU, "x if x>0 else slope*x",
+                   "1 if x>0 else slope", default_param=0.01),
+        Activation("elu", ELU, "x if x>0 else alpha(exp(x)-1)", "1 if x>0 else alpha exp(x)",
+                   default_param=1.0),
+        Activation("gelu", GELU, "x Phi(x) = x/2 (1+erf(x/sqrt2))", "Phi(x) + x phi(x)"),
+        Activation("gelu_tanh", GELU_TANH, "x/2 (1+tanh(sqrt(2/pi)(x+0.044715x^3)))",
+                   "d/dx of the tanh form"),
+        Activation("softmax", SOFTMAX, "exp(x_k)/sum_j exp(x_j) (per row)",
+                   "J = diag(s) - s s^T", hidden=False),
+    ]
+}
+CODE_TO_NAME = {a.code: a.name for a in ACTIVATIONS.values()}
+
+
+@kernel_inline
+def _sigmoid(x):
+    """sigma(x) = 1/(1+e^-x), evaluated without overflow for either sign."""
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+@kernel
+def activation_forward(out, h, code, param):
+    """out = f(h) elementwise over flat buffers (softmax excluded: it acts on rows)."""
+    n = h.shape[0]
+    if code == IDENTITY:
+        for i in range(n):
+            out[i] = h[i]
+    elif code == SIGMOID:
+        for i in range(n):
+            out[i] = _sigmoid(h[i])
+    elif code == TANH:
+        for i in range(n):
+            out[i] = math.tanh(h[i])
+    elif code == RELU:
+        for i in range(n):
+            out[i] = h[i] if h[i] > 0.0 else 0.0
+    elif code == LEAKY_RELU:
+        for i in range(n):
+            out[i] = h[i] if h[i] > 0.0 else param * h[i]
+    elif code == ELU:
+        for i in range(n):
+            out[i] = h[i] if h[i] > 0.0 else param * math.expm1(h[i])
+    elif code == GELU:
+        for i in range(n):
+            out[i] = 0.5 * h[i] * (1.0 + math.erf(h[i] * INV_SQRT_2))
+    elif code == GELU_TANH:
+        for i in range(n):
+            x = h[i]
+            out[i] = 0.5 * x * (1.0 + math.tanh(SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x)))
+
+
+@kernel
+def activation_backward(dh, da, h, a, code, param):
+    """dh = da * f'(h) elementwise; a = f(h) is reused where the derivative needs it."""
+    n = h.shape[0]
+    if code == IDENTITY:
+        for i in range(n):
+            dh[i] = da[i]
+    elif code == SIGMOID:
+        for i in range(n):
+            dh[i] = da[i] * a[i] * (1.0 - a[i])
+    elif code == TANH:
+        for i in range(n):
+            dh[i] = da[i] * (1.0 - a[i] * a[i])
+    elif code == RELU:
+        for i in range(n):
+            dh[i] = da[i] if h[i] > 0.0 else 0.0
+    elif code == LEAKY_RELU:
+        for i in range(n):
+            dh[i] = da[i] if h[i] > 0.0 else param * da[i]
+    elif code == ELU:
+        for i in range(n):
+            dh[i] = da[i] if h[i] > 0.0 else da[i] * param * math.exp(h[i])
+    elif code == GELU:
+        for i in range(n):
+            x = h[i]
+            cdf = 0.5 * (1.0 + math.erf(x * INV_SQRT_2))
+            dh[i] = da[i] * (cdf + x * INV_SQRT_2PI * math.exp(-0.5 * x * x))
+    elif code == GELU_TANH:
+        for i in range(n):
+            x = h[i]
+            t = math.tanh(SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x))
+            dt = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_CUBIC * x * x)
+            dh[i] = da[i] * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dt)
+
+
+@kernel
+def softmax_rows_forward(out, h):
+    """out[i] = exp(h[i] - lse(h[i])) per row of a (batch, k) array; returns nothing."""
+    for i in range(h.shape[0]):
+        m = h[i, 0]
+        for k in range(1, h.shape[1]):
+            m = max(m, h[i, k])
+        s = 0.0
+        for k in range(h.shape[1]):
+            e = math.exp(h[i, k] - m)
+            out[i, k] = e
+            s += e
+        inv = 1.0 / s
+        for k in range(h.shape[1]):
+            out[i, k] *= inv
+
+
+@kernel
+def softmax_rows_backward(dh, da, a):
+    """dh = J^T da per row with J = diag(a) - a a^T: dh_k = a_k (da_k - sum_j a_j da_j)."""
+    for i in range(a.shape[0]):
+        s = 0.0
+        for k in range(a.shape[1]):
+            s += a[i, k] * da[i, k]
+        for k in range(a.shape[1]):
+            dh[i, k] = a[i, k] * (da[i, k] - s)
+
+
+# ---------------------------------------------------------------- NumPy references
+def forward_reference(name, h, param=None):
+    """f(h) in plain NumPy (float64 oracle for the kernels)."""
+    p = ACTIVATIONS[name].default_param if param is None else param
+    h = np.asarray(h, dtype=np.float64)
+    if name == "identity":
+        return h.copy()
+    if name == "sigmoid":
+        return special.expit(h)
+    if name == "tanh":
+        return np.tanh(h)
+    if name == "relu":
+        return np.maximum(h, 0.0)
+    if name == "leaky_relu":
+        return np.where(h > 0, h, p * h)
+    if name == "elu":
+        return np.where(h > 0, h, p * np.expm1(np.minimum(h, 0.0)))
+    if name == "gelu":
+        return 0.5 * h * (1.0 + special.erf(h / np.sqrt(2.0)))
+    if name == "gelu_tanh":
+        return 0.5 * h * (1.0 + np.tanh(SQRT_2_OVER_PI * (h + GELU_CUBIC * h**3)))
+    if name == "softmax":
+        e = np.exp(h - h.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    raise KeyError(name)
+
+
+def derivative_reference(name, h, param=None):
+    """f'(h) in plain NumPy (elementwise activations only)."""
+    p = ACTIVATIONS[name].default_param if param is None else param
+    h = np.asarray(h, dtype=np.float64)
+    if name == "identity":
+        return np.ones_like(h)
+    if name == "sigmoid":
+        s = special.expit(h)
+        return s * (1.0 - s)
+    if name == "tanh":
+        return 1.0 - np.tanh(h) ** 2
+    if name == "relu":
+        return (h > 0).astype(np.float64)
+    if name == "leaky_relu":
+        return np.where(h > 0, 1.0, p)
+    if name == "elu":
+        return np.where(h > 0, 1.0, p * np.exp(np.minimum(h, 0.0)))
+    if name == "gelu":
+        return special.ndtr(h) + h * np.exp(-0.5 * h * h) * INV_SQRT_2PI
+    if name == "gelu_tanh":
+        t = np.tanh(SQRT_2_OVER_PI * (h + GELU_CUBIC * h**3))
+        return 0.5 * (1 + t) + 0.5 * h * (1 - t * t) * SQRT_2_OVER_PI * (1 + 3 * GELU_CUBIC * h**2)
+    raise KeyError(name)

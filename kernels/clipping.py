@@ -1,0 +1,106 @@
+"""Gradient clipping over the flat gradient buffer, split into per-layer segments.
+
+- global_norm (Pascanu et al. 2013; as `torch.nn.utils.clip_grad_norm_`): g *= min(1, c/(||g|| + 1e-6))
+- layer_norm: the same rule applied to each layer's parameters (W, b, gamma, beta) separately
+- value (as `torch.nn.utils.clip_grad_value_`): g = clamp(g, -c, c)
+"""
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._jit import kernel
+
+NO_CLIP, GLOBAL_NORM, LAYER_NORM, VALUE = range(4)
+CLIP_EPS = 1e-6
+CLIPPING = {"none": NO_CLIP, "global_norm": GLOBAL_NORM, "layer_norm": LAYER_NORM, "value": VALUE}
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A clipping mode by name and its threshold c."""
+    mode: str = "none"
+    threshold: float = 0.0
+
+    def __post_init__(self):
+        if self.mode not in CLIPPING:
+            raise ValueError(f"clip mode: unknown name {self.mode!r}; expected one of "
+                             f"{sorted(CLIPPING)}")
+        if self.mode != "none" and not (self.threshold > 0 and math.isfinite(self.threshold)):
+            raise ValueError(f"clip threshold: expected a positive finite number, got "
+                             f"{self.threshold!r}")
+
+    @property
+    def code(self):
+        return CLIPPING[self.mode]
+
+
+def GlobalNorm(max_norm):
+    return Clip("global_norm", float(max_norm))
+
+
+def LayerNorm(max_norm):
+    return Clip("layer_norm", float(max_norm))
+
+
+def Value(clip_value):
+    return Clip("value", float(clip_value))
+
+
+@kernel
+def scale_segment(g, lo, hi, factor):
+    for i in range(lo, hi):
+        g[i] *= factor
+
+
+@kernel
+def clip_gradients(grads, seg_start, seg_sq, code, c):
+    """Clips grads in place; seg_sq[l] = ||g_l||^2 for segment [seg_start[l], seg_start[l+1]).
+
+    Returns the global norm after clipping.
+    """
+    n_seg = seg_sq.shape[0]
+    total = 0.0
+    for s in range(n_seg):
+        total += seg_sq[s]
+    norm = math.sqrt(total)
+    if code == GLOBAL_NORM:
+        coef = c / (norm + CLIP_EPS)
+        if coef < 1.0:
+            scale_segment(grads, seg_start[0], seg_start[n_seg], coef)
+            return norm * coef
+        return norm
+    if code == LAYER_NORM:
+        after = 0.0
+        for s in range(n_seg):
+            seg_norm = math.sqrt(seg_sq[s])
+            coef = c / (seg_norm + CLIP_EPS)
+            if coef < 1.0:
+                scale_segment(grads, seg_start[s], seg_start[s + 1], coef)
+                seg_norm *= coef
+            after += seg_norm * seg_norm
+        return math.sqrt(after)
+    if code == VALUE:
+        after = 0.0
+        for i in range(seg_start[0], seg_start[n_seg]):
+            if grads[i] > c:
+                grads[i] = c
+            elif grads[i] < -c:
+                grads[i] = -c
+            after += float(grads[i]) * float(grads[i])
+        return math.sqrt(after)
+    return norm
+
+
+def clip_reference(grad_segments, mode, c):
+    """Clipped copies of a list of float64 gradient segments (NumPy)."""
+    segs = [np.asarray(g, np.float64).copy() for g in grad_segments]
+    if mode == "global_norm":
+        norm = math.sqrt(sum(float((g * g).sum()) for g in segs))
+        coef = min(1.0, c / (norm + CLIP_EPS))
+        return [g * coef for g in segs]
+    if mode == "layer_norm":
+        return [g * min(1.0, c / (np.linalg.norm(g) + CLIP_EPS)) for g in segs]
+    if mode == "value":
+        return [np.clip(g, -c, c) for g in segs]
+    return segs

@@ -1,0 +1,341 @@
+"""`MLP`: the thin Python API over the fused kernels (validate, allocate, call)."""
+import numpy as np
+
+from . import step as K
+from .activations import ACTIVATIONS, SOFTMAX
+from .batchnorm import BN_EPS, BN_MOMENTUM
+from .clipping import Clip
+from .init import GAINS, INITS, sample_biases, sample_weights
+from .layout import allocate_record, allocate_workspace, build_netspec, running_stats_buffer
+from .losses import LOSSES
+from .optimizers import Optimizer
+from .validation import check_choice, check_dtype, check_inputs, check_nonnegative, \
+    check_positive, check_positive_int, check_targets
+
+RELU_FAMILY = {"relu", "leaky_relu", "elu", "gelu", "gelu_tanh"}
+
+
+class DivergenceError(FloatingPointError):
+    """A training step produced a non-finite loss or gradient; the step was not applied."""
+
+    def __init__(self, message, step):
+        super().__init__(message)
+        self.step = step
+
+
+class MLP:
+    """A multi-layer perceptron on one flat parameter buffer.
+
+    sizes: widths (n_0, ..., n_L). activation: a name, or one per hidden layer.
+    init: a name from INITS (default he_normal for the ReLU family, else xavier_normal), with
+    `gain`, `init_scale` (naive inits) and `bias_scale` (biases ~ N(0, bias_scale^2)).
+    loss: "cross_entropy" (softmax output) or "mse" (identity output by default).
+    batchnorm: batch norm between the affine map and the activation of every hidden layer.
+    """
+
+    def __init__(self, sizes, activation="relu", init=None, loss="cross_entropy",
+                 output_activation=None, batchnorm=False, dtype="float64", seed=0, gain=1.0,
+                 init_scale=None, bias_scale=0.0, activation_param=None, device="cpu"):
+        self.sizes = self._check_sizes(sizes)
+        n_hidden = len(self.sizes) - 2
+        self.hidden_activations = self._check_activations(activation, n_hidden)
+        self.loss_name = check_choice("loss", loss, LOSSES)
+        self.output_activation = self._check_output(output_activation)
+        self.init = self._check_init(init, init_scale)
+        self.gain = check_positive("gain", gain)
+        self.init_scale = init_scale
+        self.bias_scale = check_nonnegative("bias_scale", bias_scale)
+        self.batchnorm = bool(batchnorm)
+        self.dtype = check_dtype(dtype)
+        self.seed = seed
+        if device != "cpu":
+            check_choice("device", device, {"cpu": 0, "cuda": 1})
+            raise ValueError("device: 'cuda' needs the CUDA path (kernels.cuda); use "
+                             "kernels.cuda.CudaMLP or device='cpu'")
+        self.device = device
+        names = self.hidden_activations + [self.output_activation]
+        params = [self._activation_param(name, activation_param) for name in names]
+        self.spec, self.n_params = build_netspec(
+            self.sizes, [ACTIVATIONS[n].code for n in names], params, self.batchnorm,
+            LOSSES[self.loss_name].code, BN_EPS, BN_MOMENTUM)
+        self.params = np.zeros(self.n_params, self.dtype)
+        self.grads = np.zeros(self.n_params, self.dtype)
+        self.running = running_stats_buffer(self.sizes, self.dtype)
+        self._work = None
+        self._step_record = allocate_record(1, self.n_layers)
+        self.reset_parameters(seed)
+
+    # ------------------------------------------------------------------ construction checks
+    @staticmethod
+    def _check_sizes(sizes):
+        try:
+            sizes = [int(s) if float(s) == int(s) else s for s in sizes]
+        except (TypeError, ValueError):
+            raise ValueError(f"sizes: expected a list of positive integers, got {sizes!r}")
+        if len(sizes) < 2 or any(not isinstance(s, int) or s <= 0 for s in sizes):
+            raise ValueError(f"sizes: expected at least two positive integer widths "
+                             f"(inputs, ..., outputs), got {sizes!r}")
+        return sizes
+
+    @staticmethod
+    def _check_activations(activation, n_hidden):
+        names = [activation] * n_hidden if isinstance(activation, str) else list(activation)
+        if len(names) != n_hidden:
+            raise ValueError(f"activation: expected one name or a list of {n_hidden} (one per "
+                             f"hidden layer), got {len(names)}")
+        hidden = {k: v for k, v in ACTIVATIONS.items() if v.hidden}
+        return [check_choice("activation", n, hidden) for n in names]
+
+    def _check_output(self, output_activation):
+        default = LOSSES[self.loss_name].default_output
+        name = check_choice("output_activation", output_activation or default, ACTIVATIONS)
+        if self.loss_name == "cross_entropy" and name != "softmax":
+            raise ValueError(f"output_activation: cross_entropy is taken on softmax outputs; "
+                             f"expected 'softmax', got {name!r}")
+        return name
+
+    def _check_init(self, init, init_scale):
+        if init is None:
+            first = self.hidden_activations[0] if self.hidden_activations else "identity"
+            init = "he_normal" if first in RELU_FAMILY else "xavier_normal"
+        check_choice("init", init, INITS)
+        if INITS[init].needs_scale:
+            if init_scale is None:
+                raise ValueError(f"init_scale: init {init!r} needs a scale (its std or bound)")
+            check_positive("init_scale", init_scale)
+        return init
+
+    @staticmethod
+    def _activation_param(name, value):
+        default = ACTIVATIONS[name].default_param
+        if name not in ("leaky_relu", "elu") or value is None:
+            return default
+        return check_nonnegative("activation_param", value)
+
+    def reset_parameters(self, seed=None):
+        """Draws weights and biases from `seed` (float64, then cast); gamma = 1, beta = 0."""
+        rng = np.random.default_rng(self.seed if seed is None else seed)
+        for layer in range(self.n_layers):
+            n_in, n_out = self.sizes[layer], self.sizes[layer + 1]
+            self.weights[layer][...] = sample_weights(self.init, n_out, n_in, rng, self.gain,
+                                                      self.init_scale)
+            self.biases[layer][...] = sample_biases(n_out, rng, self.bias_scale)
+            if self.spec.bn[layer]:
+                self.gammas[layer][...] = 1.0
+                self.betas[layer][...] = 0.0
+        self.running[...] = running_stats_buffer(self.sizes, self.dtype)
+
+    # ------------------------------------------------------------------ views
+    @property
+    def n_layers(self):
+        return len(self.sizes) - 1
+
+    @property
+    def activations(self):
+        return self.hidden_activations + [self.output_activation]
+
+    def _views(self, buf, kind):
+        spec, views = self.spec, []
+        for layer in range(self.n_layers):
+            n_in, n_out = self.sizes[layer], self.sizes[layer + 1]
+            if kind == "W":
+                views.append(buf[spec.w_off[layer]:spec.w_off[layer] + n_out * n_in]
+                             .reshape(n_out, n_in))
+                continue
+            off = {"b": spec.b_off, "gamma": spec.g_off, "beta": spec.beta_off}[kind][layer]
+            views.append(buf[off:off + n_out] if off >= 0 else None)
+        return views
+
+    @property
+    def weights(self):
+        """W[l] of shape (n_{l+1}, n_l): views into the flat buffer (in-place edits count)."""
+        return self._views(self.params, "W")
+
+    @property
+    def biases(self):
+        return self._views(self.params, "b")
+
+    @property
+    def gammas(self):
+        """Batch-norm scales per layer (None where a layer has no batch norm)."""
+        return self._views(self.params, "gamma")
+
+    @property
+    def betas(self):
+        return self._views(self.params, "beta")
+
+    @property
+    def running_mean(self):
+        units = len(self.running) // 2
+        return self._unit_views(self.running[:units])
+
+    @property
+    def running_var(self):
+        units = len(self.running) // 2
+        return self._unit_views(self.running[units:])
+
+    def _unit_views(self, buf):
+        return [buf[s:s + n] if self.spec.bn[layer] else None
+                for layer, (s, n) in enumerate(zip(self.spec.unit_start, self.sizes[1:]))]
+
+    def grads_by_name(self, buf=None):
+        """{'W': [...], 'b': [...], 'gamma': [...], 'beta': [...]} views of a gradient buffer."""
+        buf = self.grads if buf is None else buf
+        return {k: self._views(buf, k) for k in ("W", "b", "gamma", "beta")}
+
+    # ------------------------------------------------------------------ kernels
+    def workspace(self, n_rows):
+        """The preallocated workspace, grown to hold at least n_rows rows."""
+        if self._work is None or self._work.cap < n_rows:
+            cap = max(n_rows, 1 if self._work is None else self._work.cap)
+            self._work = allocate_workspace(np.asarray(self.sizes), cap, self.dtype)
+        return self._work
+
+    @property
+    def classification(self):
+        return self.loss_name == "cross_entropy"
+
+    def check_batch(self, x, y):
+        """x, y validated and converted to kernel form (y one-hot for cross-entropy)."""
+        x = check_inputs(x, self.sizes[0], self.dtype)
+        y = check_targets(y, len(x), self.sizes[-1], self.classification, self.dtype)
+        if self.batchnorm and len(x) < 2:
+            raise ValueError("x: batch norm needs at least 2 rows per batch in training mode, "
+                             "got 1")
+        return x, y
+
+    def forward(self, x, training=False):
+        """Network output (batch, n_L); softmax probabilities for cross-entropy. With batch norm,
+        evaluation mode (running averages) unless training=True (batch statistics)."""
+        x = check_inputs(x, self.sizes[0], self.dtype)
+        if training and self.batchnorm and len(x) < 2:
+            raise ValueError("x: batch norm in training mode needs at least 2 rows, got 1")
+        work = self.workspace(len(x) if training else min(len(x), 4096))
+        out = np.empty((len(x), self.sizes[-1]), self.dtype)
+        K.predict_rows(self.spec, self.params, self.running, work, x, out, bool(training))
+        return out
+
+    def _load_batch(self, x, y):
+        work = self.workspace(len(x))
+        work.x[:x.size] = x.ravel()
+        work.y[:y.size] = y.ravel()
+        return work
+
+    def loss_and_grads(self, x, y):
+        """(loss, dW list, db list) on the batch, with batch statistics; nothing is updated.
+        Gradients of gamma/beta: `grads_by_name()` after this call."""
+        x, y = self.check_batch(x, y)
+        work = self._load_batch(x, y)
+        loss = K.gradients(self.spec, (self.params, self.grads, self.running), work, len(x),
+                           self._step_record)
+        g = self.grads_by_name(self.grads.copy())
+        return float(loss), g["W"], g["b"]
+
+    def loss(self, x, y, training=False):
+        """The loss of the batch (evaluation mode unless training=True)."""
+        x = check_inputs(x, self.sizes[0], self.dtype)
+        y = check_targets(y, len(x), self.sizes[-1], self.classification, np.float64)
+        out = self.forward(x, training=training).astype(np.float64)
+        if self.classification:
+            return float(-(y * np.log(np.maximum(out, np.finfo(np.float64).tiny))).sum() / len(y))
+        return float(((out - y) ** 2).sum() / len(y))
+
+    def trace(self, x, y):
+        """Every intermediate of one forward/backward pass by name, as float64 copies:
+        z{l}, xhat{l}, h{l}, a{l} (a{L} = yhat), delta{l} = dL/dz{l}, dW{l}, db{l}, dgamma{l},
+        dbeta{l} for layers l = 1..L, and 'loss'. Nothing is updated."""
+        x, y = self.check_batch(x, y)
+        work = self._load_batch(x, y)
+        loss = K.gradients(self.spec, (self.params, self.grads, self.running), work, len(x),
+                           self._step_record)
+        out, n = {"loss": float(loss)}, len(x)
+        g = self.grads_by_name()
+        for layer in range(self.n_layers):
+            start = work.cap * self.spec.unit_start[layer]
+            width = self.sizes[layer + 1]
+
+            def block(buf):
+                return buf[start:start + n * width].reshape(n, width).astype(np.float64)
+            k = layer + 1
+            out[f"z{k}"] = block(work.z)
+            out[f"h{k}"] = block(work.h) if self.spec.bn[layer] else out[f"z{k}"].copy()
+            if self.spec.bn[layer]:
+                out[f"xhat{k}"] = block(work.xhat)
+                out[f"dgamma{k}"] = g["gamma"][layer].astype(np.float64)
+                out[f"dbeta{k}"] = g["beta"][layer].astype(np.float64)
+            out[f"a{k}"] = block(work.a)
+            out[f"delta{k}"] = block(work.dz)
+            out[f"dW{k}"] = g["W"][layer].astype(np.float64)
+            out[f"db{k}"] = g["b"][layer].astype(np.float64)
+        return out
+
+    def train_step(self, x, y, opt, clip=None):
+        """One fused step (forward, loss, backward, statistics, clipping, update) in place.
+        Returns the loss before the update; raises DivergenceError (nothing applied) if the
+        loss or gradient is not finite. Per-layer statistics: `last_step_stats()`."""
+        x, y = self.check_batch(x, y)
+        rec = self._step_record
+        self.run_steps(x, y, np.arange(len(x), dtype=np.int64), len(x), opt, clip, rec)
+        return float(rec.loss[0])
+
+    def run_steps(self, x, y, order, batch_size, opt, clip, rec):
+        """Low level: len(rec.loss) steps over batches order[s*B:(s+1)*B] of validated x, y
+        (kernel form). Returns steps completed; raises DivergenceError on a non-finite step."""
+        if not isinstance(opt, Optimizer):
+            raise ValueError(f"opt: expected an optimizer from kernels.optimizers, got {opt!r}")
+        clip = Clip() if clip is None else clip
+        if not isinstance(clip, Clip):
+            raise ValueError(f"clip: expected a kernels.clipping.Clip, got {clip!r}")
+        codes, hyper = opt.codes_and_hyper(clip)
+        m, v, t = opt.bind(self, self.n_params, self.dtype)
+        work = self.workspace(min(batch_size, len(order)))
+        rec.status[:] = 0
+        done = K.train_batches(self.spec, (self.params, self.grads, self.running),
+                               (codes, hyper, m, v, t), work, (x, y, order, int(batch_size)), rec)
+        if rec.status[0]:
+            step = opt.step_count
+            raise DivergenceError(f"non-finite loss or gradient at optimizer step {step + 1} "
+                                  f"(loss {rec.loss[done]!r}, gradient norm "
+                                  f"{rec.grad_norm[done]!r}); the step was not applied", step)
+        return done
+
+    def last_step_stats(self):
+        """Statistics of the last train_step / loss_and_grads, as a dict of floats and arrays."""
+        rec = self._step_record
+        return {"loss": float(rec.loss[0]), "grad_norm": float(rec.grad_norm[0]),
+                "grad_norm_clipped": float(rec.grad_norm_clipped[0]), "lr": float(rec.lr[0]),
+                "w_grad_norm": rec.w_grad_norm[0].copy(), "b_grad_norm": rec.b_grad_norm[0].copy(),
+                "delta_norm": rec.delta_norm[0].copy(), "w_norm": rec.w_norm[0].copy(),
+                "w_update_norm": rec.w_update_norm[0].copy()}
+
+    def predict(self, x):
+        """Class labels (argmax of the output) in evaluation mode."""
+        return np.argmax(self.forward(x), axis=1)
+
+    def accuracy(self, x, labels):
+        labels = np.asarray(labels)
+        if labels.ndim == 2:
+            labels = labels.argmax(axis=1)
+        return float(np.mean(self.predict(x) == labels))
+
+    def copy(self):
+        """An independent network with the same architecture, parameters and running stats."""
+        other = object.__new__(MLP)
+        other.__dict__.update(self.__dict__)
+        other.params, other.grads = self.params.copy(), self.grads.copy()
+        other.running = self.running.copy()
+        other._work = None
+        other._step_record = allocate_record(1, self.n_layers)
+        return other
+
+    def config(self):
+        """The constructor arguments (for manifests and reproducibility)."""
+        return {"sizes": list(self.sizes), "activation": self.hidden_activations,
+                "output_activation": self.output_activation, "loss": self.loss_name,
+                "init": self.init, "gain": self.gain, "init_scale": self.init_scale,
+                "bias_scale": self.bias_scale, "batchnorm": self.batchnorm,
+                "dtype": self.dtype.name, "seed": self.seed}
+
+    def __repr__(self):
+        return (f"MLP({self.sizes}, activation={self.hidden_activations}, loss={self.loss_name!r},"
+                f" init={self.init!r}, batchnorm={self.batchnorm}, dtype={self.dtype.name!r})")

@@ -1,0 +1,232 @@
+"""Optimizers as hyperparameters + state (m, v, t) over the flat parameter buffer.
+
+g = gradient (+ weight_decay * theta, L2 as torch.optim), t = step from 1, eta = lr(t).
+- SGD:       theta -= eta g
+- Momentum:  v = mu v + g; theta -= eta v              (PyTorch form, dampening 0)
+  Nesterov:  v = mu v + g; theta -= eta (g + mu v)
+- RMSProp:   v = rho v + (1-rho) g^2; theta -= eta g / sqrt(v + eps)       (eps_inside_sqrt, report)
+                                      theta -= eta g / (sqrt(v) + eps)     (PyTorch, optax)
+- Adam:      m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; mhat = m/(1-b1^t); vhat = v/(1-b2^t)
+             theta -= eta mhat / sqrt(vhat + eps)  (eps_inside_sqrt, report)
+             theta -= eta mhat / (sqrt(vhat) + eps)  (PyTorch, the Adam paper)
+`eps_inside_sqrt` defaults to True, the report's form.
+"""
+import math
+
+import numpy as np
+
+from ._jit import kernel
+from .schedules import Schedule
+from .validation import check_choice, check_nonnegative, check_positive
+
+SGD_CODE, MOMENTUM_CODE, RMSPROP_CODE, ADAM_CODE = range(4)
+OPTIMIZER_CODES = {"sgd": SGD_CODE, "momentum": MOMENTUM_CODE, "rmsprop": RMSPROP_CODE,
+                   "adam": ADAM_CODE}
+
+# Slots of the float64 hyperparameter vector and of the int64 code vector given to the kernels.
+H_LR, H_MOMENTUM, H_DECAY, H_EPS, H_WEIGHT_DECAY, H_SCHED_P1, H_SCHED_P2, H_CLIP = range(8)
+N_HYPER = 8
+C_OPTIMIZER, C_NESTEROV, C_EPS_INSIDE, C_SCHEDULE, C_WARMUP, C_CLIP = range(6)
+N_CODES = 6
+
+
+@kernel
+def optimizer_update(params, grads, m, v, lo, hi, codes, hyper, lr, t):
+    """One update of params[lo:hi] in place; returns sum of squared updates of the segment."""
+    opt = codes[C_OPTIMIZER]
+    wd = hyper[H_WEIGHT_DECAY]
+    mu = hyper[H_MOMENTUM]
+    decay = hyper[H_DECAY]
+    eps = hyper[H_EPS]
+    eps_inside = codes[C_EPS_INSIDE] != 0
+    sq = 0.0
+    if opt == SGD_CODE:
+        for i in range(lo, hi):
+            d = lr * (grads[i] + wd * params[i])
+            params[i] -= d
+            sq += d * d
+    elif opt == MOMENTUM_CODE:
+        nesterov = codes[C_NESTEROV] != 0
+        for i in range(lo, hi):
+            g = grads[i] + wd * params[i]
+            v[i] = mu * v[i] + g
+            step = g + mu * v[i] if nesterov else v[i]
+            d = lr * step
+            params[i] -= d
+            sq += d * d
+    elif opt == RMSPROP_CODE:
+        for i in range(lo, hi):
+            g = grads[i] + wd * params[i]
+            v[i] = decay * v[i] + (1.0 - decay) * g * g
+            denom = math.sqrt(v[i] + eps) if eps_inside else math.sqrt(v[i]) + eps
+            d = lr * g / denom
+            params[i] -= d
+            sq += d * d
+    elif opt == ADAM_CODE:
+        bc1 = 1.0 - mu ** t
+        bc2 = 1.0 - decay ** t
+        for i in range(lo, hi):
+            g = grads[i] + wd * params[i]
+            m[i] = mu * m[i] + (1.0 - mu) * g
+            v[i] = decay * v[i] + (1.0 - decay) * g * g
+            vhat = v[i] / bc2
+            denom = math.sqrt(vhat + eps) if eps_inside else math.sqrt(vhat) + eps
+            d = lr * (m[i] / bc1) / denom
+            params[i] -= d
+            sq += d * d
+    return sq
+
+
+class Optimizer:
+    """Base: hyperparameters, a learning-rate schedule, and state bound to one network."""
+    name = ""
+
+    def __init__(self, lr, weight_decay=0.0, schedule=None):
+        self.lr = check_positive("lr", lr)
+        self.weight_decay = check_nonnegative("weight_decay", weight_decay)
+        if schedule is None:
+            schedule = Schedule()
+        if not isinstance(schedule, Schedule):
+            raise ValueError(f"schedule: expected a kernels.schedules.Schedule, got {schedule!r}")
+        self.schedule = schedule
+        self.momentum = 0.0
+        self.decay = 0.0
+        self.eps = 0.0
+        self.nesterov = False
+        self.eps_inside_sqrt = False
+        self.state = None
+        self._owner = None
+
+    def codes_and_hyper(self, clip):
+        """The int64 code and float64 hyperparameter vectors the kernels read."""
+        codes = np.zeros(N_CODES, np.int64)
+        codes[C_OPTIMIZER] = OPTIMIZER_CODES[self.name]
+        codes[C_NESTEROV] = int(self.nesterov)
+        codes[C_EPS_INSIDE] = int(self.eps_inside_sqrt)
+        codes[C_SCHEDULE] = self.schedule.code
+        codes[C_WARMUP] = self.schedule.warmup
+        codes[C_CLIP] = clip.code
+        hyper = np.zeros(N_HYPER, np.float64)
+        hyper[[H_LR, H_MOMENTUM, H_DECAY, H_EPS, H_WEIGHT_DECAY]] = (
+            self.lr, self.momentum, self.decay, self.eps, self.weight_decay)
+        hyper[H_SCHED_P1], hyper[H_SCHED_P2] = self.schedule.p1, self.schedule.p2
+        hyper[H_CLIP] = clip.threshold
+        return codes, hyper
+
+    def bind(self, owner, n_params, dtype):
+        """Allocates (m, v, t) for `owner` on first use; refuses a second network."""
+        if self._owner is None:
+            self._owner = owner
+            self.state = (np.zeros(n_params, dtype), np.zeros(n_params, dtype),
+                          np.zeros(1, np.int64))
+        elif self._owner is not owner:
+            raise ValueError("optimizer: this optimizer already holds the state of another "
+                             "network; create one optimizer per network")
+        return self.state
+
+    @property
+    def step_count(self):
+        return 0 if self.state is None else int(self.state[2][0])
+
+    def config(self):
+        """Every hyperparameter by name (for manifests)."""
+        return {"optimizer": self.name, "lr": self.lr, "momentum": self.momentum,
+                "decay": self.decay, "eps": self.eps, "nesterov": self.nesterov,
+                "eps_inside_sqrt": self.eps_inside_sqrt, "weight_decay": self.weight_decay,
+                "schedule": self.schedule.name, "schedule_p1": self.schedule.p1,
+                "schedule_p2": self.schedule.p2, "warmup": self.schedule.warmup}
+
+    def __repr__(self):
+        keys = {k: v for k, v in self.config().items() if k != "optimizer"}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in keys.items())})"
+
+
+class SGD(Optimizer):
+    """theta -= lr g."""
+    name = "sgd"
+
+    def __init__(self, lr=0.01, weight_decay=0.0, schedule=None):
+        super().__init__(lr, weight_decay, schedule)
+
+
+class Momentum(Optimizer):
+    """v = mu v + g; theta -= lr v (Nesterov: theta -= lr (g + mu v))."""
+    name = "momentum"
+
+    def __init__(self, lr=0.01, momentum=0.9, nesterov=False, weight_decay=0.0, schedule=None):
+        super().__init__(lr, weight_decay, schedule)
+        self.momentum = check_fraction("momentum", momentum)
+        self.nesterov = bool(nesterov)
+
+
+class RMSProp(Optimizer):
+    """v = rho v + (1-rho) g^2; theta -= lr g / sqrt(v + eps) (or / (sqrt(v) + eps))."""
+    name = "rmsprop"
+
+    def __init__(self, lr=0.01, rho=0.99, eps=1e-8, eps_inside_sqrt=True, weight_decay=0.0,
+                 schedule=None):
+        super().__init__(lr, weight_decay, schedule)
+        self.decay = check_fraction("rho", rho)
+        self.eps = check_positive("eps", eps)
+        self.eps_inside_sqrt = bool(eps_inside_sqrt)
+
+
+class Adam(Optimizer):
+    """Bias-corrected m, v; theta -= lr mhat / sqrt(vhat + eps) (or / (sqrt(vhat) + eps))."""
+    name = "adam"
+
+    def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, eps_inside_sqrt=True,
+                 weight_decay=0.0, schedule=None):
+        super().__init__(lr, weight_decay, schedule)
+        self.momentum = check_fraction("beta1", beta1)
+        self.decay = check_fraction("beta2", beta2)
+        self.eps = check_positive("eps", eps)
+        self.eps_inside_sqrt = bool(eps_inside_sqrt)
+
+    @property
+    def beta1(self):
+        return self.momentum
+
+    @property
+    def beta2(self):
+        return self.decay
+
+
+OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "rmsprop": RMSProp, "adam": Adam}
+
+
+def check_fraction(name, value):
+    """A number in [0, 1)."""
+    value = check_nonnegative(name, value)
+    if value >= 1.0:
+        raise ValueError(f"{name}: expected a number in [0, 1), got {value!r}")
+    return value
+
+
+def make_optimizer(name, **params):
+    """An optimizer from its registry name (`nesterov` is spelled as momentum + nesterov=True)."""
+    check_choice("optimizer", name, OPTIMIZERS)
+    return OPTIMIZERS[name](**params)
+
+
+def update_reference(name, theta, g, state, t, lr, momentum=0.0, decay=0.0, eps=0.0,
+                     nesterov=False, eps_inside_sqrt=True, weight_decay=0.0):
+    """One update in float64 NumPy; returns (theta, (m, v)). t counts from 1."""
+    m, v = (np.array(s, np.float64) for s in state)
+    g = np.asarray(g, np.float64) + weight_decay * theta
+    if name == "sgd":
+        return theta - lr * g, (m, v)
+    if name == "momentum":
+        v = momentum * v + g
+        return theta - lr * (g + momentum * v if nesterov else v), (m, v)
+    if name == "rmsprop":
+        v = decay * v + (1 - decay) * g * g
+        denom = np.sqrt(v + eps) if eps_inside_sqrt else np.sqrt(v) + eps
+        return theta - lr * g / denom, (m, v)
+    if name == "adam":
+        m = momentum * m + (1 - momentum) * g
+        v = decay * v + (1 - decay) * g * g
+        mhat, vhat = m / (1 - momentum**t), v / (1 - decay**t)
+        denom = np.sqrt(vhat + eps) if eps_inside_sqrt else np.sqrt(vhat) + eps
+        return theta - lr * mhat / denom, (m, v)
+    raise KeyError(name)

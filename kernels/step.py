@@ -1,0 +1,274 @@
+"""The fused training kernels: forward, loss, backward, statistics, clipping, update.
+
+`train_batches` runs a whole sequence of mini-batches (a step, or an epoch) in ONE compiled call
+over the flat parameter buffer and preallocated workspaces; it allocates nothing. Activation,
+loss, optimizer, schedule and clipping are runtime codes, so one compilation per dtype serves
+every configuration and every depth. Per step it records the loss, the global gradient norm
+before and after clipping, the learning rate, and per layer ||dL/dW||, ||dL/db||, the delta norm
+(1/B) sum_i ||delta_i|| with delta_i = dl_i/dz_i, ||W|| and ||Delta W||. A step whose loss or
+gradient is not finite is not applied: the kernel sets status = [1, step] and returns.
+"""
+import math
+
+import numpy as np
+
+from ._jit import kernel
+from .activations import SOFTMAX, activation_backward, activation_forward, \
+    softmax_rows_backward, softmax_rows_forward
+from .batchnorm import batchnorm_backward, batchnorm_forward_eval, batchnorm_forward_train, \
+    batchnorm_update_running
+from .clipping import clip_gradients
+from .dense import dense_backward, dense_backward_input, dense_forward
+from .losses import CROSS_ENTROPY, cross_entropy_backward, cross_entropy_forward, mse_backward, \
+    mse_forward
+from .optimizers import C_CLIP, C_SCHEDULE, C_WARMUP, H_CLIP, H_LR, H_SCHED_P1, H_SCHED_P2, \
+    optimizer_update
+from .schedules import scheduled_lr
+
+
+@kernel
+def _block(buf, net, work, layer, n_batch):
+    """Layer `layer`'s (n_batch, width) view of a per-unit workspace buffer."""
+    start = work.cap * net.unit_start[layer]
+    width = net.sizes[layer + 1]
+    return buf[start:start + n_batch * width].reshape(n_batch, width)
+
+
+@kernel
+def _weights(params, net, layer):
+    n_in, n_out = net.sizes[layer], net.sizes[layer + 1]
+    return params[net.w_off[layer]:net.w_off[layer] + n_out * n_in].reshape(n_out, n_in)
+
+
+@kernel
+def _vector(params, offset, n):
+    return params[offset:offset + n]
+
+
+@kernel
+def _layer_input(net, work, layer, n_batch):
+    if layer == 0:
+        return work.x[:n_batch * net.sizes[0]].reshape(n_batch, net.sizes[0])
+    return _block(work.a, net, work, layer - 1, n_batch)
+
+
+@kernel
+def _pre_activation(net, work, layer, n_batch):
+    """h: the batch-norm output when the layer has batch norm, else the affine output z."""
+    if net.bn[layer]:
+        return _block(work.h, net, work, layer, n_batch)
+    return _block(work.z, net, work, layer, n_batch)
+
+
+@kernel
+def forward_batch(net, params, running, work, n_batch, training):
+    """Forward pass over the first n_batch rows of work.x; batch norm uses batch statistics
+    (kept in work.bn_mean/bn_var) when `training`, the running averages otherwise."""
+    n_layers = net.sizes.shape[0] - 1
+    units = running.shape[0] // 2
+    for layer in range(n_layers):
+        n_out = net.sizes[layer + 1]
+        z = _block(work.z, net, work, layer, n_batch)
+        dense_forward(z, _layer_input(net, work, layer, n_batch), _weights(params, net, layer),
+                      _vector(params, net.b_off[layer], n_out))
+        h = _pre_activation(net, work, layer, n_batch)
+        if net.bn[layer]:
+            gamma = _vector(params, net.g_off[layer], n_out)
+            beta = _vector(params, net.beta_off[layer], n_out)
+            u = net.unit_start[layer]
+            if training:
+                batchnorm_forward_train(h, _block(work.xhat, net, work, layer, n_batch),
+                                        work.bn_mean[u:u + n_out], work.bn_var[u:u + n_out], z,
+                                        gamma, beta, net.bn_eps)
+            else:
+                batchnorm_forward_eval(h, z, gamma, beta, running[u:u + n_out],
+                                       running[units + u:units + u + n_out], net.bn_eps)
+        a = _block(work.a, net, work, layer, n_batch)
+        if net.act_code[layer] == SOFTMAX:
+            softmax_rows_forward(a, h)
+        else:
+            activation_forward(a.ravel(), h.ravel(), net.act_code[layer], net.act_param[layer])
+
+
+@kernel
+def update_running_stats(net, running, work, n_batch):
+    """Folds the last training batch's statistics into the running averages."""
+    units = running.shape[0] // 2
+    for layer in range(net.sizes.shape[0] - 1):
+        if net.bn[layer]:
+            u = net.unit_start[layer]
+            n = net.sizes[layer + 1]
+            batchnorm_update_running(running[u:u + n], running[units + u:units + u + n],
+                                     work.bn_mean[u:u + n], work.bn_var[u:u + n], n_batch,
+                                     net.bn_momentum)
+
+
+@kernel
+def _dh_target(net, work, layer, n_batch):
+    """Where dL/dh of `layer` goes: scratch when batch norm follows, else straight into dz."""
+    if net.bn[layer]:
+        width = net.sizes[layer + 1]
+        return work.dh[:n_batch * width].reshape(n_batch, width)
+    return _block(work.dz, net, work, layer, n_batch)
+
+
+@kernel
+def loss_and_output_grad(net, work, n_batch):
+    """The batch loss; writes dL/dh of the output layer."""
+    last = net.sizes.shape[0] - 2
+    n_out = net.sizes[last + 1]
+    y = work.y[:n_batch * n_out].reshape(n_batch, n_out)
+    a = _block(work.a, net, work, last, n_batch)
+    h = _pre_activation(net, work, last, n_batch)
+    dh = _dh_target(net, work, last, n_batch)
+    if net.loss == CROSS_ENTROPY:
+        loss = cross_entropy_forward(a, h, y)
+        cross_entropy_backward(dh, a, y)
+        return loss
+    loss = mse_forward(a, y)
+    da = work.da[:n_batch * n_out].reshape(n_batch, n_out)
+    mse_backward(da, a, y)
+    if net.act_code[last] == SOFTMAX:
+        softmax_rows_backward(dh, da, a)
+    else:
+        activation_backward(dh.ravel(), da.ravel(), h.ravel(), a.ravel(), net.act_code[last],
+                            net.act_param[last])
+    return loss
+
+
+@kernel
+def _sum_squares(v):
+    s = 0.0
+    for i in range(v.shape[0]):
+        s += float(v[i]) * float(v[i])
+    return s
+
+
+@kernel
+def backward_batch(net, params, grads, work, n_batch, rec, step):
+    """Backward pass from the output dL/dh; fills grads, work.seg_sq and the step's records."""
+    n_layers = net.sizes.shape[0] - 1
+    for layer in range(n_layers - 1, -1, -1):
+        n_in, n_out = net.sizes[layer], net.sizes[layer + 1]
+        dz = _block(work.dz, net, work, layer, n_batch)
+        seg_sq = 0.0
+        if net.bn[layer]:
+            dgamma = _vector(grads, net.g_off[layer], n_out)
+            dbeta = _vector(grads, net.beta_off[layer], n_out)
+            u = net.unit_start[layer]
+            batchnorm_backward(dz, dgamma, dbeta, _dh_target(net, work, layer, n_batch),
+                               _block(work.xhat, net, work, layer, n_batch),
+                               _vector(params, net.g_off[layer], n_out),
+                               work.bn_var[u:u + n_out], net.bn_eps)
+            seg_sq += _sum_squares(dgamma) + _sum_squares(dbeta)
+        dw = _weights(grads, net, layer)
+        db = _vector(grads, net.b_off[layer], n_out)
+        dense_backward(dw, db, dz, _layer_input(net, work, layer, n_batch))
+        w_sq = _sum_squares(dw.ravel())
+        b_sq = _sum_squares(db)
+        work.seg_sq[layer] = seg_sq + w_sq + b_sq
+        delta = 0.0
+        for i in range(n_batch):
+            delta += math.sqrt(_sum_squares(dz[i]))
+        rec.w_grad_norm[step, layer] = math.sqrt(w_sq)
+        rec.b_grad_norm[step, layer] = math.sqrt(b_sq)
+        rec.delta_norm[step, layer] = delta
+        if layer > 0:
+            da = work.da[:n_batch * n_in].reshape(n_batch, n_in)
+            dense_backward_input(da, dz, _weights(params, net, layer))
+            prev = layer - 1
+            a_prev = _block(work.a, net, work, prev, n_batch)
+            h_prev = _pre_activation(net, work, prev, n_batch)
+            activation_backward(_dh_target(net, work, prev, n_batch).ravel(), da.ravel(),
+                                h_prev.ravel(), a_prev.ravel(), net.act_code[prev],
+                                net.act_param[prev])
+
+
+@kernel
+def _gather(dst, src, order, lo, hi):
+    """dst rows = src[order[lo:hi]] (flat dst)."""
+    width = src.shape[1]
+    for r in range(hi - lo):
+        row = order[lo + r]
+        for j in range(width):
+            dst[r * width + j] = src[row, j]
+
+
+@kernel
+def gradients(net, model, work, n_batch, rec):
+    """Loss and gradients of the batch already in work.x / work.y (batch statistics, no update
+    of parameters or running averages); per-layer statistics go to rec row 0."""
+    params, grads, running = model
+    forward_batch(net, params, running, work, n_batch, True)
+    loss = loss_and_output_grad(net, work, n_batch)
+    backward_batch(net, params, grads, work, n_batch, rec, 0)
+    return loss
+
+
+@kernel
+def train_batches(net, model, opt, work, data, rec):
+    """Trains on consecutive mini-batches of data = (x, y, order, batch_size): batch s holds rows
+    order[s*batch_size : (s+1)*batch_size]; one step per row of rec. Returns steps taken."""
+    params, grads, running = model
+    codes, hyper, m, v, t_state = opt
+    x, y, order, batch_size = data
+    n_rows = order.shape[0]
+    n_layers = net.sizes.shape[0] - 1
+    for step in range(rec.loss.shape[0]):
+        lo = step * batch_size
+        hi = min(n_rows, lo + batch_size)
+        n_batch = hi - lo
+        _gather(work.x, x, order, lo, hi)
+        _gather(work.y, y, order, lo, hi)
+        forward_batch(net, params, running, work, n_batch, True)
+        loss = loss_and_output_grad(net, work, n_batch)
+        backward_batch(net, params, grads, work, n_batch, rec, step)
+        total = 0.0
+        for layer in range(n_layers):
+            total += work.seg_sq[layer]
+        norm = math.sqrt(total)
+        rec.loss[step] = loss
+        rec.grad_norm[step] = norm
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            rec.status[0] = 1
+            rec.status[1] = step
+            return step
+        update_running_stats(net, running, work, n_batch)
+        t = t_state[0] + 1
+        lr = scheduled_lr(hyper[H_LR], codes[C_SCHEDULE], hyper[H_SCHED_P1], hyper[H_SCHED_P2],
+                          codes[C_WARMUP], t - 1)
+        rec.lr[step] = lr
+        rec.grad_norm_clipped[step] = clip_gradients(grads, net.seg_start, work.seg_sq,
+                                                     codes[C_CLIP], hyper[H_CLIP])
+        for layer in range(n_layers):
+            w_lo = net.w_off[layer]
+            w_hi = net.b_off[layer]
+            w_norm_sq = _sum_squares(params[w_lo:w_hi])
+            upd = optimizer_update(params, grads, m, v, w_lo, w_hi, codes, hyper, lr, t)
+            optimizer_update(params, grads, m, v, w_hi, net.seg_start[layer + 1], codes, hyper,
+                             lr, t)
+            rec.w_norm[step, layer] = math.sqrt(w_norm_sq)
+            rec.w_update_norm[step, layer] = math.sqrt(upd)
+        t_state[0] = t
+    return rec.loss.shape[0]
+
+
+@kernel
+def predict_rows(net, params, running, work, x, out, training):
+    """Forward pass of all rows of x in chunks of the workspace capacity; out = network output.
+    With training=True the whole of x must fit in one chunk (batch statistics)."""
+    n_rows = x.shape[0]
+    n0 = net.sizes[0]
+    last = net.sizes.shape[0] - 2
+    n_out = net.sizes[last + 1]
+    for lo in range(0, n_rows, work.cap):
+        hi = min(n_rows, lo + work.cap)
+        n_batch = hi - lo
+        for r in range(n_batch):
+            for j in range(n0):
+                work.x[r * n0 + j] = x[lo + r, j]
+        forward_batch(net, params, running, work, n_batch, training)
+        a = _block(work.a, net, work, last, n_batch)
+        for r in range(n_batch):
+            for j in range(n_out):
+                out[lo + r, j] = a[r, j]
