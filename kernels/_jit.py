@@ -3,15 +3,53 @@
 `kernel` is `numba.njit` with on-disk caching, no GIL, the NumPy error model (x/0 gives inf, as
 in NumPy, instead of raising) and a fastmath flag set that keeps NaN and Inf semantics: without
 `nnan`/`ninf`, `np.isfinite` checks survive, which divergence detection relies on.
+
+Numba's cache keys each function on its own source file only, so a change in a helper kernel
+of another module would load a stale fused step. The cache therefore lives in a folder named
+after a hash of every kernel source: `$NUMBA_CACHE_DIR/kernels-<hash>` (default base
+`~/.cache/gradlab/numba`); a changed kernel gets a fresh folder.
 """
+import hashlib
+import os
+from pathlib import Path
+
 import numba
+from numba.core import config as numba_config
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 
-kernel = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=set(FASTMATH))
+
+def _source_hash():
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _cache_dir():
+    base = os.environ.get("NUMBA_CACHE_DIR") or str(Path.home() / ".cache" / "gradlab" / "numba")
+    return str(Path(base) / f"kernels-{_source_hash()}")
+
+
+CACHE_DIR = _cache_dir()
+
+
+def _cached(func, **options):
+    previous = numba_config.CACHE_DIR
+    numba_config.CACHE_DIR = CACHE_DIR
+    try:
+        return numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=set(FASTMATH),
+                          **options)(func)
+    finally:
+        numba_config.CACHE_DIR = previous
+
+
+def kernel(func):
+    """A cached, compiled CPU kernel."""
+    return _cached(func)
 
 
 def kernel_inline(func):
     """A kernel that callers compile into themselves (for tiny scalar helpers)."""
-    return numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=set(FASTMATH),
-                      inline="always")(func)
+    return _cached(func, inline="always")
