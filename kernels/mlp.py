@@ -308,6 +308,11 @@ class MLP:
                 "delta_norm": rec.delta_norm[0].copy(), "w_norm": rec.w_norm[0].copy(),
                 "w_update_norm": rec.w_update_norm[0].copy()}
 
+    def fit(self, x, y, opt, **options):
+        """Trains for some epochs (see kernels.training.fit); returns a History."""
+        from .training import fit
+        return fit(self, x, y, opt, **options)
+
     def predict(self, x):
         """Class labels (argmax of the output) in evaluation mode."""
         return np.argmax(self.forward(x), axis=1)

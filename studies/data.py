@@ -5,6 +5,8 @@
 
 Features are float64 (n, d), C-contiguous and read-only; labels are int64 (n,) in 0..K-1 for
 classification, targets float64 (n, k) for regression. Features are z-scored with train statistics.
+"mnist1d" keeps the package's own split (first 80%) and generator seed 42 whatever `seed` is; pass
+the option generator_seed=... for another draw.
 """
 
 from __future__ import annotations

@@ -39,8 +39,9 @@ def assert_standardized(x):
 
 
 def same_arrays(a, b):
-    return all(np.array_equal(getattr(a, k), getattr(b, k)) and getattr(a, k).tobytes() == getattr(b, k).tobytes()
-               for k in ("x_train", "y_train", "x_test", "y_test"))
+    """Bitwise equality of the four arrays."""
+    keys = ("x_train", "y_train", "x_test", "y_test")
+    return all(getattr(a, k).tobytes() == getattr(b, k).tobytes() for k in keys)
 
 
 # ---------------------------------------------------------------- builtin datasets
@@ -62,7 +63,8 @@ def test_builtin_is_well_formed_and_standardized(name):
 
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_builtin_same_seed_gives_identical_arrays(name):
-    assert same_arrays(load_dataset(name, seed=3, **SMALL[name]), load_dataset(name, seed=3, **SMALL[name]))
+    first, second = (load_dataset(name, seed=3, **SMALL[name]) for _ in range(2))
+    assert same_arrays(first, second)
 
 
 @pytest.mark.parametrize("name", ["digits", "teacher_student", "spirals", "blobs"])
@@ -132,8 +134,9 @@ def test_teacher_student_options_and_fixed_teacher():
     ds = load_dataset("teacher_student", n_samples=200, n_features=5, n_outputs=3, noise=0.0)
     assert ds.task == "regression" and ds.x_train.shape[1] == 5 and ds.y_train.shape[1] == 3
     assert ds.meta["options"]["teacher_width"] == 32
-    a = load_dataset("teacher_student", seed=1, n_samples=50, noise=0.0, standardize=False, teacher_seed=4)
-    b = load_dataset("teacher_student", seed=2, n_samples=50, noise=0.0, standardize=False, teacher_seed=4)
+    options = dict(n_samples=50, noise=0.0, standardize=False, teacher_seed=4)
+    a = load_dataset("teacher_student", seed=1, **options)
+    b = load_dataset("teacher_student", seed=2, **options)
     assert a.meta["teacher_seed"] == b.meta["teacher_seed"] == 4
     assert not np.array_equal(a.x_train, b.x_train)
 
@@ -165,7 +168,7 @@ def test_dataset_is_frozen_and_read_only():
 
 
 def test_unknown_name_suggests_the_closest():
-    with pytest.raises(DatasetError, match=r"unknown dataset 'digts'.*did you mean 'digits'.*blobs, digits"):
+    with pytest.raises(DatasetError, match=r"unknown dataset 'digts'.*mean 'digits'.*blobs, digits"):
         load_dataset("digts")
 
 
@@ -271,7 +274,7 @@ def test_npz_mismatched_lengths(tmp_path):
 def test_npz_nan_feature(tmp_path):
     arrays = npz_arrays(np.random.default_rng(0))
     arrays["x_test"][2, 1, 0] = np.inf
-    with pytest.raises(DatasetError, match=r"n\.npz: x_test has 1 NaN/Inf value\(s\) \(first at row 2, column 3\)"):
+    with pytest.raises(DatasetError, match=r"n\.npz: x_test has 1 NaN/Inf .*first at row 2, column 3"):
         load_dataset(write_npz(tmp_path / "n.npz", **arrays))
 
 
@@ -393,7 +396,8 @@ def write_idx(path, array, compress=False):
 def write_mnist_dir(folder, rng, compress=False, n_train=30, n_test=10):
     folder.mkdir()
     for split, n in (("train", n_train), ("t10k", n_test)):
-        write_idx(folder / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 4, 4), dtype=np.uint8), compress)
+        images = rng.integers(0, 256, (n, 4, 4), dtype=np.uint8)
+        write_idx(folder / f"{split}-images-idx3-ubyte", images, compress)
         write_idx(folder / f"{split}-labels-idx1-ubyte", np.arange(n, dtype=np.uint8) % 3, compress)
     return folder
 
@@ -417,7 +421,7 @@ def test_idx_single_images_file_finds_labels_and_splits(tmp_path):
 def test_idx_bad_magic(tmp_path):
     folder = write_mnist_dir(tmp_path / "mnist", np.random.default_rng(0))
     (folder / "t10k-images-idx3-ubyte").write_bytes(b"\x01\x02\x08\x03" + bytes(40))
-    with pytest.raises(DatasetError, match=r"t10k-images-idx3-ubyte: not an IDX file \(bad magic number 0x01020803\)"):
+    with pytest.raises(DatasetError, match=r"t10k-images-idx3-ubyte: not an IDX file .*0x01020803"):
         load_dataset(str(folder))
 
 
