@@ -202,6 +202,11 @@ def gradients(net, model, work, n_batch, rec):
     forward_batch(net, params, running, work, n_batch, True)
     loss = loss_and_output_grad(net, work, n_batch)
     backward_batch(net, params, grads, work, n_batch, rec, 0)
+    total = 0.0
+    for layer in range(net.sizes.shape[0] - 1):
+        total += work.seg_sq[layer]
+    rec.loss[0] = loss
+    rec.grad_norm[0] = math.sqrt(total)
     return loss
 
 

@@ -2,9 +2,9 @@
 import argparse
 import sys
 
-from . import train_command
+from . import study_commands, train_command
 
-COMMANDS = {"train": train_command}
+COMMANDS = {"run": study_commands, "train": train_command}
 
 
 class UserError(ValueError):

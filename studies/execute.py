@@ -1,0 +1,214 @@
+"""One run: build the data and network a configuration describes, train it in compiled chunks of
+`metrics_every` steps, record metrics at step 0 and every interval, and label it.
+
+Steps stream through epochs of floor(N/B) full batches of a seeded shuffle (a partial last batch
+is dropped so every step has the same batch size; batch_size 0 is full-batch GD). A run that
+turns non-finite, or whose loss exceeds the divergence factor times its initial loss, stops
+early and is returned as diverged with its history.
+"""
+import functools
+import json
+import time
+import traceback
+
+import numpy as np
+
+from kernels import DivergenceError
+from kernels.layout import allocate_record
+
+from .config import build_clip, build_network, build_optimizer
+from .data import load_dataset
+from .labels import Thresholds, diverged_now, format_labels, label_run
+from .metrics import layer_statistics
+
+RUN_FIELDS = ("run_id", "status", "error", "final_loss", "best_loss", "final_train_accuracy",
+              "final_test_accuracy", "final_test_loss", "steps_done", "labels", "train_time",
+              "compile_time", "n_params")
+
+
+@functools.lru_cache(maxsize=8)
+def cached_dataset(name, data_seed, n_samples):
+    """Datasets are built once per process."""
+    return load_dataset(name, seed=data_seed, n_samples=n_samples)
+
+
+def dataset_for(config):
+    return cached_dataset(config["dataset"], config["data_seed"], config["n_samples"])
+
+
+def _targets(net, y):
+    """Class labels stay labels for cross-entropy; become one-hot rows for MSE on classes."""
+    if net.loss_name == "mse" and y.ndim == 1:
+        return np.eye(net.sizes[-1])[y]
+    return y
+
+
+def chunk_order(rng_state, n_rows, batch, first_step, n_steps):
+    """Row order of steps [first_step, first_step + n_steps): batches of consecutive epochs."""
+    per_epoch = n_rows // batch
+    rows = []
+    for s in range(first_step, first_step + n_steps):
+        epoch, position = divmod(s, per_epoch)
+        while len(rng_state["perms"]) <= epoch:
+            rng_state["perms"].append(rng_state["rng"].permutation(n_rows))
+        rows.append(rng_state["perms"][epoch][position * batch:(position + 1) * batch])
+        if position == per_epoch - 1 and epoch > 0:
+            rng_state["perms"][epoch - 1] = None  # keep memory bounded
+    return np.concatenate(rows).astype(np.int64), per_epoch
+
+
+def evaluate(net, data, x_train, y_train, eval_rows):
+    """Loss and accuracy on train and test (evaluation mode)."""
+    out = {"train_loss": net.loss(x_train, y_train), "test_loss": net.loss(data.x_test,
+                                                                           _targets(net, data.y_test))}
+    if data.task == "classification":
+        out["train_accuracy"] = net.accuracy(x_train, data.y_train)
+        out["test_accuracy"] = net.accuracy(data.x_test, data.y_test)
+    return out
+
+
+def train_run(config, labels=None):
+    """Trains one configuration; returns (run_row, history_rows, layer_rows). `labels` holds
+    pathology threshold overrides (studies.labels.Thresholds)."""
+    data = dataset_for(config)
+    classification = data.task == "classification"
+    net = build_network(config, data.n_features, data.n_outputs, classification)
+    opt = build_optimizer(config)
+    clip = build_clip(config)
+    thresholds = Thresholds.from_dict(labels or {})
+    x, y = net.check_batch(data.x_train, _targets(net, data.y_train))
+    y_eval_source = _targets(net, data.y_train)
+    n_rows = len(x)
+    batch = n_rows if config["batch_size"] in (0, None) or config["batch_size"] > n_rows \
+        else config["batch_size"]
+    if net.batchnorm and batch < 2:
+        raise ValueError("batch_size: batch norm needs at least 2 rows per batch")
+    x_eval = x[:min(config["eval_rows"], n_rows)]
+    rng_state = {"rng": np.random.default_rng(config["seed"]), "perms": []}
+    total, every = config["steps"], config["metrics_every"]
+    history, layers = [], []
+    status, initial_loss, step = "completed", None, 0
+    train_time, chunk_times = 0.0, []
+    while step <= total:
+        evals = evaluate(net, data, data.x_train, y_eval_source, config["eval_rows"])
+        stats = layer_statistics(net, x_eval, training=True)
+        if step == total:
+            # The last row has no step to take: gradient statistics on the evaluation rows.
+            net.loss_and_grads(x_eval, y_eval_source[:len(x_eval)])
+            rec, row = net._step_record, 0
+            n_steps = 0
+        else:
+            n_steps = min(every, total - step)
+            order, per_epoch = chunk_order(rng_state, n_rows, batch, step, n_steps)
+            rec = allocate_record(n_steps, net.n_layers)
+            started = time.perf_counter()
+            try:
+                net.run_steps(x, y, order, batch, opt, clip, rec)
+            except DivergenceError:
+                status = "diverged"
+            elapsed = time.perf_counter() - started
+            chunk_times.append(elapsed)
+            train_time += elapsed
+            row = 0
+        if initial_loss is None:
+            initial_loss = float(rec.loss[0])
+        per_epoch = max(1, n_rows // batch)
+        history.append(_history_row(step, step / per_epoch, rec, row, evals, n_steps, status))
+        for s in stats:
+            layers.append({**s, "step": step, **_layer_grads(rec, row, s["layer"] - 1)})
+        bad = int(rec.status[1]) if status == "diverged" else _first_divergent(
+            rec.loss[:n_steps], initial_loss, thresholds)
+        if bad >= 0:
+            status = "diverged"
+            if bad > 0:
+                history.append(_history_row(step + bad, (step + bad) / per_epoch, rec, bad, {},
+                                            n_steps, status))
+            history[-1]["diverged"] = True
+            break
+        step += n_steps if n_steps else 1
+    return _summarize(config, net, history, layers, status, thresholds, train_time, chunk_times)
+
+
+def _first_divergent(losses, initial_loss, thresholds):
+    """Index of the first loss that counts as divergence, or -1."""
+    for i, value in enumerate(losses):
+        if diverged_now(float(value), initial_loss, thresholds):
+            return i
+    return -1
+
+
+def _history_row(step, epoch, rec, row, evals, n_steps, status):
+    out = {"step": int(step), "epoch": float(epoch), "loss": float(rec.loss[row]),
+           "loss_avg": float(np.mean(rec.loss[:max(n_steps, 1)])),
+           "grad_norm": float(rec.grad_norm[row]),
+           "grad_norm_clipped": float(rec.grad_norm_clipped[row]) if n_steps else np.nan,
+           "lr": float(rec.lr[row]) if n_steps else np.nan, "diverged": status == "diverged"}
+    out.update(evals)
+    return out
+
+
+def _layer_grads(rec, row, layer):
+    w = float(rec.w_norm[row, layer])
+    upd = float(rec.w_update_norm[row, layer])
+    return {"w_grad_norm": float(rec.w_grad_norm[row, layer]),
+            "b_grad_norm": float(rec.b_grad_norm[row, layer]),
+            "delta_norm": float(rec.delta_norm[row, layer]),
+            "w_norm": w if w > 0 else np.nan,
+            "update_ratio": upd / w if w > 0 else np.nan}
+
+
+def _summarize(config, net, history, layers, status, thresholds, train_time, chunk_times):
+    import pandas as pd
+    hist = pd.DataFrame(history)
+    lay = pd.DataFrame(layers)
+    run_labels, layer_labels = label_run(hist, lay, thresholds)
+    finite = hist["loss"][np.isfinite(hist["loss"])]
+    last = hist.iloc[-1]
+    compile_time = max(0.0, chunk_times[0] - np.median(chunk_times[1:])) \
+        if len(chunk_times) > 1 else 0.0
+    run = {"status": status, "error": "",
+           "final_loss": float(last.get("train_loss", np.nan)) if status != "diverged"
+           else float(last["loss"]),
+           "best_loss": float(finite.min()) if len(finite) else np.nan,
+           "final_train_accuracy": float(last.get("train_accuracy", np.nan)),
+           "final_test_accuracy": float(last.get("test_accuracy", np.nan)),
+           "final_test_loss": float(last.get("test_loss", np.nan)),
+           "steps_done": int(hist["step"].max()), "labels": format_labels(run_labels),
+           "train_time": float(train_time), "compile_time": float(compile_time),
+           "n_params": int(net.n_params)}
+    for label in ("vanishing", "exploding", "dead", "saturated", "diverged"):
+        run[f"first_{label}"] = int(run_labels[label]) if label in run_labels else -1
+    lay = lay.merge(_layer_label_columns(layer_labels), on="layer", how="left")
+    return run, hist, lay
+
+
+def _layer_label_columns(layer_labels):
+    import pandas as pd
+    if layer_labels is None or len(layer_labels) == 0:
+        return pd.DataFrame({"layer": pd.Series(dtype=int), "layer_labels": pd.Series(dtype=str)})
+    grouped = layer_labels.groupby("layer").apply(
+        lambda g: ",".join(f"{r.label}@{int(r.first_step)}" for r in g.itertuples()),
+        include_groups=False)
+    return pd.DataFrame({"layer": grouped.index, "layer_labels": grouped.values})
+
+
+def execute(config, labels=None):
+    """Runs one configuration and never raises: a failure comes back as a 'failed' run with its
+    error text. Returns a payload dict with 'run', 'history', 'layers' (DataFrames as records)."""
+    from threadpoolctl import threadpool_limits
+    started = time.perf_counter()
+    try:
+        with threadpool_limits(limits=1):
+            run, hist, lay = train_run(config, labels)
+        payload = {"run": run, "history": hist.to_dict("list"), "layers": lay.to_dict("list")}
+    except Exception as err:  # a run's failure is data, never the sweep's end
+        payload = {"run": {"status": "failed", "error": f"{type(err).__name__}: {err}",
+                           "traceback": traceback.format_exc(limit=8)},
+                   "history": {}, "layers": {}}
+    payload["run"]["wall_time"] = time.perf_counter() - started
+    return payload
+
+
+def config_json(config):
+    """Canonical JSON of a configuration (what a run_id hashes)."""
+    return json.dumps(config, sort_keys=True, default=str)
