@@ -34,6 +34,8 @@ class Field:
 FIELDS = {
     # data
     "dataset": Field(str, "digits", "dataset name or file path (see studies.data)"),
+    "dataset_options": Field(dict, None, "builder options of the dataset, e.g. {noise = 0.2}",
+                             nullable=True),
     "data_seed": Field(int, 0, "seed of the dataset's split/generation", minimum=0),
     "n_samples": Field(int, None, "subsample the dataset to this many rows", minimum=1,
                        nullable=True),
@@ -101,6 +103,10 @@ def check_value(key, value, where):
         if field.nullable:
             return None
         raise ValueError(f"{where}: {key} may not be empty; expected a {field.kind.__name__}")
+    if field.kind is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ValueError(f"{where}: {key} = {value!r}: expected a table of options")
+        return dict(sorted(value.items()))
     if field.kind is bool:
         if not isinstance(value, bool):
             raise ValueError(f"{where}: {key} = {value!r}: expected true or false")

@@ -27,13 +27,14 @@ RUN_FIELDS = ("run_id", "status", "error", "final_loss", "best_loss", "final_tra
 
 
 @functools.lru_cache(maxsize=8)
-def cached_dataset(name, data_seed, n_samples):
+def cached_dataset(name, data_seed, n_samples, options_json):
     """Datasets are built once per process."""
-    return load_dataset(name, seed=data_seed, n_samples=n_samples)
+    return load_dataset(name, seed=data_seed, n_samples=n_samples, **json.loads(options_json))
 
 
 def dataset_for(config):
-    return cached_dataset(config["dataset"], config["data_seed"], config["n_samples"])
+    options = json.dumps(config.get("dataset_options") or {}, sort_keys=True)
+    return cached_dataset(config["dataset"], config["data_seed"], config["n_samples"], options)
 
 
 def _targets(net, y):
@@ -85,6 +86,7 @@ def train_run(config, labels=None):
         raise ValueError("batch_size: batch norm needs at least 2 rows per batch")
     x_eval = x[:min(config["eval_rows"], n_rows)]
     rng_state = {"rng": np.random.default_rng(config["seed"]), "perms": []}
+    compile_time = warm_up(net, x, y, batch, config, clip)
     total, every = config["steps"], config["metrics_every"]
     history, layers = [], []
     status, initial_loss, step = "completed", None, 0
@@ -114,6 +116,7 @@ def train_run(config, labels=None):
             initial_loss = float(rec.loss[0])
         per_epoch = max(1, n_rows // batch)
         history.append(_history_row(step, step / per_epoch, rec, row, evals, n_steps, status))
+        history[-1]["train_time"] = train_time - (chunk_times[-1] if n_steps else 0.0)
         for s in stats:
             layers.append({**s, "step": step, **_layer_grads(rec, row, s["layer"] - 1)})
         bad = int(rec.status[1]) if status == "diverged" else _first_divergent(
@@ -126,7 +129,7 @@ def train_run(config, labels=None):
             history[-1]["diverged"] = True
             break
         step += n_steps if n_steps else 1
-    return _summarize(config, net, history, layers, status, thresholds, train_time, chunk_times)
+    return _summarize(config, net, history, layers, status, thresholds, train_time, compile_time)
 
 
 def _first_divergent(losses, initial_loss, thresholds):
@@ -157,15 +160,25 @@ def _layer_grads(rec, row, layer):
             "update_ratio": upd / w if w > 0 else np.nan}
 
 
-def _summarize(config, net, history, layers, status, thresholds, train_time, chunk_times):
+def warm_up(net, x, y, batch, config, clip):
+    """One throwaway step on a copy, so compilation (or the cache load) is timed apart from
+    training; returns its seconds."""
+    started = time.perf_counter()
+    try:
+        net.copy().run_steps(x, y, np.arange(batch, dtype=np.int64), batch,
+                             build_optimizer(config), clip, allocate_record(1, net.n_layers))
+    except DivergenceError:
+        pass
+    return time.perf_counter() - started
+
+
+def _summarize(config, net, history, layers, status, thresholds, train_time, compile_time):
     import pandas as pd
     hist = pd.DataFrame(history)
     lay = pd.DataFrame(layers)
     run_labels, layer_labels = label_run(hist, lay, thresholds)
     finite = hist["loss"][np.isfinite(hist["loss"])]
     last = hist.iloc[-1]
-    compile_time = max(0.0, chunk_times[0] - np.median(chunk_times[1:])) \
-        if len(chunk_times) > 1 else 0.0
     run = {"status": status, "error": "",
            "final_loss": float(last.get("train_loss", np.nan)) if status != "diverged"
            else float(last["loss"]),

@@ -35,7 +35,8 @@ def tiny_spec(**fixed):
 def comparable(results):
     runs = results.runs.drop(columns=[c for c in TIMING if c in results.runs]).sort_values(
         "run_id").reset_index(drop=True)
-    hist = results.history.sort_values(["run_id", "step"]).reset_index(drop=True)
+    hist = results.history.drop(columns=["train_time"]).sort_values(
+        ["run_id", "step"]).reset_index(drop=True)
     layers = results.layers.sort_values(["run_id", "step", "layer"]).reset_index(drop=True)
     return runs, hist, layers
 
