@@ -5,6 +5,7 @@
 - value (as `torch.nn.utils.clip_grad_value_`): g = clamp(g, -c, c)
 """
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,12 +24,18 @@ class Clip:
     threshold: float = 0.0
 
     def __post_init__(self):
-        if self.mode not in CLIPPING:
+        if not isinstance(self.mode, str) or self.mode not in CLIPPING:
             raise ValueError(f"clip mode: unknown name {self.mode!r}; expected one of "
                              f"{sorted(CLIPPING)}")
-        if self.mode != "none" and not (self.threshold > 0 and math.isfinite(self.threshold)):
-            raise ValueError(f"clip threshold: expected a positive finite number, got "
-                             f"{self.threshold!r}")
+        # the threshold reaches the kernels as a float: refuse bools, strings, None and
+        # non-finite values here with a ValueError naming it (not a TypeError later)
+        c = self.threshold
+        positive = self.mode != "none"  # "none" ignores it but it must still be a number >= 0
+        if isinstance(c, bool) or not isinstance(c, numbers.Real) or not math.isfinite(c) or \
+                not (c > 0 if positive else c >= 0):
+            expected = "a positive finite number" if positive else "a non-negative finite number"
+            raise ValueError(f"clip threshold: expected {expected}, got {c!r}")
+        object.__setattr__(self, "threshold", float(c))
 
     @property
     def code(self):
@@ -36,15 +43,15 @@ class Clip:
 
 
 def GlobalNorm(max_norm):
-    return Clip("global_norm", float(max_norm))
+    return Clip("global_norm", max_norm)
 
 
 def LayerNorm(max_norm):
-    return Clip("layer_norm", float(max_norm))
+    return Clip("layer_norm", max_norm)
 
 
 def Value(clip_value):
-    return Clip("value", float(clip_value))
+    return Clip("value", clip_value)
 
 
 @kernel

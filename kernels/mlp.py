@@ -33,6 +33,15 @@ class MLP:
     batchnorm: batch norm between the affine map and the activation of every hidden layer.
     """
 
+    def __new__(cls, *args, device="cpu", **kwargs):
+        """MLP(..., device="cuda") builds the network on the CPU, then moves it to the GPU
+        (a kernels.cuda.CudaMLP; CudaUnavailableError, a ValueError, without a GPU)."""
+        if device == "cuda":
+            from .cuda import CudaMLP, require
+            require()
+            return CudaMLP(MLP(*args, device="cpu", **kwargs))
+        return super().__new__(cls)
+
     def __init__(self, sizes, activation="relu", init=None, loss="cross_entropy",
                  output_activation=None, batchnorm=False, dtype="float64", seed=0, gain=1.0,
                  init_scale=None, bias_scale=0.0, activation_param=None, device="cpu"):
@@ -48,11 +57,8 @@ class MLP:
         self.batchnorm = bool(batchnorm)
         self.dtype = check_dtype(dtype)
         self.seed = seed
-        if device != "cpu":
-            check_choice("device", device, {"cpu": 0, "cuda": 1})
-            raise ValueError("device: 'cuda' needs the CUDA path (kernels.cuda); use "
-                             "kernels.cuda.CudaMLP or device='cpu'")
-        self.device = device
+        check_choice("device", device, {"cpu": 0, "cuda": 1})
+        self.device = "cpu"
         names = self.hidden_activations + [self.output_activation]
         params = [self._activation_param(name, activation_param) for name in names]
         self.spec, self.n_params = build_netspec(

@@ -4,7 +4,9 @@ Each schedule may be preceded by a linear warmup of W steps: lr(t) = lr0 (t+1)/W
 the schedule restarts its clock, lr(t) = base(t - W) (PyTorch: `SequentialLR` of a `LinearLR`
 with start_factor 1/W over W-1 iterations and the base scheduler, milestone W).
 """
+import inspect
 import math
+import numbers
 from dataclasses import dataclass
 
 from ._jit import kernel
@@ -47,6 +49,11 @@ class Schedule:
     p2: float = 0.0
     warmup: int = 0
 
+    def __post_init__(self):
+        if not isinstance(self.name, str) or self.name not in SCHEDULES:
+            raise ValueError(f"schedule: unknown name {self.name!r}; expected one of "
+                             f"{sorted(SCHEDULES)}")
+
     @property
     def code(self):
         return SCHEDULES[self.name]
@@ -61,9 +68,18 @@ SCHEDULES = {"constant": CONSTANT, "step": STEP, "exponential": EXPONENTIAL,
              "inverse_time": INVERSE_TIME, "cosine": COSINE}
 
 
+def _number(argument, value, expected, ok):
+    """`value` as a float if it is a finite real number satisfying ok(value); else a ValueError
+    naming `argument` (bools, strings, None and inf/nan included: inf would give NaN rates)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
+            not math.isfinite(value) or not ok(value):
+        raise ValueError(f"{argument}: expected {expected}, got {value!r}")
+    return float(value)
+
+
 def _check_warmup(warmup):
-    if int(warmup) != warmup or warmup < 0:
-        raise ValueError(f"warmup: expected a non-negative integer number of steps, got {warmup!r}")
+    _number("warmup", warmup, "a non-negative integer number of steps",
+            lambda w: w >= 0 and int(w) == w)
     return int(warmup)
 
 
@@ -74,40 +90,44 @@ def Constant(warmup=0):
 
 def Step(step_size, gamma=0.1, warmup=0):
     """lr(t) = lr0 gamma^floor(t/step_size)."""
-    if not step_size >= 1:
-        raise ValueError(f"step_size: expected a positive number of steps, got {step_size!r}")
-    if not gamma > 0:
-        raise ValueError(f"gamma: expected a positive factor, got {gamma!r}")
-    return Schedule("step", float(step_size), float(gamma), _check_warmup(warmup))
+    step_size = _number("step_size", step_size, "a positive number of steps (>= 1)",
+                        lambda s: s >= 1)
+    gamma = _number("gamma", gamma, "a positive factor", lambda g: g > 0)
+    return Schedule("step", step_size, gamma, _check_warmup(warmup))
 
 
 def Exponential(gamma, warmup=0):
     """lr(t) = lr0 gamma^t."""
-    if not gamma > 0:
-        raise ValueError(f"gamma: expected a positive factor, got {gamma!r}")
-    return Schedule("exponential", 0.0, float(gamma), _check_warmup(warmup))
+    gamma = _number("gamma", gamma, "a positive factor", lambda g: g > 0)
+    return Schedule("exponential", 0.0, gamma, _check_warmup(warmup))
 
 
 def InverseTime(k, warmup=0):
     """lr(t) = lr0 / (1 + k t)."""
-    if not k >= 0:
-        raise ValueError(f"k: expected a non-negative decay rate, got {k!r}")
-    return Schedule("inverse_time", float(k), 0.0, _check_warmup(warmup))
+    k = _number("k", k, "a non-negative decay rate", lambda x: x >= 0)
+    return Schedule("inverse_time", k, 0.0, _check_warmup(warmup))
 
 
 def Cosine(t_max, eta_min=0.0, warmup=0):
     """lr(t) = eta_min + (lr0 - eta_min)(1 + cos(pi min(t,T)/T))/2 with T = t_max."""
-    if not t_max >= 1:
-        raise ValueError(f"t_max: expected a positive number of steps, got {t_max!r}")
-    if not eta_min >= 0:
-        raise ValueError(f"eta_min: expected a non-negative learning rate, got {eta_min!r}")
-    return Schedule("cosine", float(t_max), float(eta_min), _check_warmup(warmup))
+    t_max = _number("t_max", t_max, "a positive number of steps (>= 1)", lambda t: t >= 1)
+    eta_min = _number("eta_min", eta_min, "a non-negative learning rate", lambda e: e >= 0)
+    return Schedule("cosine", t_max, eta_min, _check_warmup(warmup))
 
 
 def make_schedule(name, warmup=0, **params):
     """A schedule from its registry name and keyword parameters (used by specs and the CLI)."""
     builders = {"constant": Constant, "step": Step, "exponential": Exponential,
                 "inverse_time": InverseTime, "cosine": Cosine}
-    if name not in builders:
+    if not isinstance(name, str) or name not in builders:
         raise ValueError(f"schedule: unknown name {name!r}; expected one of {sorted(builders)}")
+    signature = inspect.signature(builders[name]).parameters
+    allowed = [p for p in signature if p != "warmup"]
+    for key in params:
+        if key not in allowed:
+            raise ValueError(f"{key}: not a parameter of schedule {name!r}; expected "
+                             f"{allowed or 'none'}")
+    for key, p in signature.items():
+        if p.default is inspect.Parameter.empty and key not in params:
+            raise ValueError(f"{key}: schedule {name!r} needs it")
     return builders[name](warmup=warmup, **params)

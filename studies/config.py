@@ -17,6 +17,9 @@ from kernels.schedules import SCHEDULES, make_schedule
 
 HIDDEN_ACTIVATIONS = sorted(k for k, a in ACTIVATIONS.items() if a.hidden)
 OPTIMIZER_NAMES = ["sgd", "momentum", "nesterov", "rmsprop", "adam"]
+# loss+output pairs the kernels accept: cross-entropy is taken on softmax outputs only
+OBJECTIVES = tuple(f"{loss}+{act}" for loss in LOSSES for act in ACTIVATIONS
+                   if act == "softmax" or loss != "cross_entropy")
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ FIELDS = {
                   choices=tuple(LOSSES), nullable=True),
     "batchnorm": Field(bool, False, "batch norm on hidden layers"),
     "dtype": Field(str, "float32", "floating-point type", choices=("float32", "float64")),
+    "device": Field(str, "cpu", "where training runs: cpu, or cuda (kernels.cuda; a GPU or "
+                    "the simulator)", choices=("cpu", "cuda")),
     # initialization
     "init": Field(str, None, "weight init (default: he_normal for ReLU family, else "
                   "xavier_normal)", choices=tuple(INITS), nullable=True),
@@ -85,6 +90,9 @@ FIELDS = {
     "steps": Field(int, 500, "optimizer steps", minimum=1),
     "metrics_every": Field(int, 50, "record metrics every this many steps", minimum=1),
     "seed": Field(int, 0, "seed of initialization and shuffling", minimum=0),
+    "objective": Field(str, None, "loss and output activation as one value 'loss+activation' "
+                       "(e.g. 'mse+sigmoid'), so one sweep axis can pair them; leave loss and "
+                       "output_activation unset", choices=tuple(OBJECTIVES), nullable=True),
 }
 
 
@@ -141,6 +149,10 @@ def resolve(config, where="config"):
         out[key] = check_value(key, value, where)
     if out["init"] is not None and INITS[out["init"]].needs_scale and out["init_scale"] is None:
         raise ValueError(f"{where}: init = {out['init']!r} needs init_scale")
+    if out["objective"] is not None and (out["loss"] is not None or
+                                         out["output_activation"] is not None):
+        raise ValueError(f"{where}: objective = {out['objective']!r} sets the loss and the output "
+                         f"activation; leave loss and output_activation unset")
     return out
 
 
@@ -151,7 +163,10 @@ def hidden_widths(config):
 def build_network(config, n_features, n_outputs, classification):
     """The MLP a configuration describes (kernels.MLP)."""
     from kernels import MLP
-    loss = config["loss"] or ("cross_entropy" if classification else "mse")
+    loss, output_activation = config["loss"], config["output_activation"]
+    if config.get("objective"):
+        loss, output_activation = config["objective"].split("+")
+    loss = loss or ("cross_entropy" if classification else "mse")
     if loss == "cross_entropy" and not classification:
         raise ValueError("loss: cross_entropy needs a classification dataset")
     init, gain = config["init"], config["gain"]
@@ -160,7 +175,7 @@ def build_network(config, n_features, n_outputs, classification):
     return MLP([n_features] + hidden_widths(config) + [n_outputs],
                activation=config["activation"], init=init, gain=gain,
                init_scale=config["init_scale"], bias_scale=math.sqrt(config["sigma_b2"]),
-               loss=loss, output_activation=config["output_activation"],
+               loss=loss, output_activation=output_activation,
                batchnorm=config["batchnorm"], dtype=config["dtype"], seed=config["seed"])
 
 

@@ -86,12 +86,18 @@ def train_run(config, labels=None):
         raise ValueError("batch_size: batch norm needs at least 2 rows per batch")
     x_eval = x[:min(config["eval_rows"], n_rows)]
     rng_state = {"rng": np.random.default_rng(config["seed"]), "perms": []}
-    compile_time = warm_up(net, x, y, batch, config, clip)
+    trainer = net
+    if config["device"] == "cuda":
+        from .device_run import DeviceTrainer
+        trainer = DeviceTrainer(net, x, y)
+    compile_time = warm_up(trainer, x, y, batch, config, clip)
     total, every = config["steps"], config["metrics_every"]
     history, layers = [], []
     status, initial_loss, step = "completed", None, 0
     train_time, chunk_times = 0.0, []
     while step <= total:
+        if trainer is not net:
+            net = trainer.host_net()
         evals = evaluate(net, data, data.x_train, y_eval_source, config["eval_rows"])
         stats = layer_statistics(net, x_eval, training=True)
         if step == total:
@@ -105,7 +111,7 @@ def train_run(config, labels=None):
             rec = allocate_record(n_steps, net.n_layers)
             started = time.perf_counter()
             try:
-                net.run_steps(x, y, order, batch, opt, clip, rec)
+                trainer.run_steps(x, y, order, batch, opt, clip, rec)
             except DivergenceError:
                 status = "diverged"
             elapsed = time.perf_counter() - started
@@ -129,6 +135,8 @@ def train_run(config, labels=None):
             history[-1]["diverged"] = True
             break
         step += n_steps if n_steps else 1
+    if trainer is not net:
+        net = trainer.host_net()
     return _summarize(config, net, history, layers, status, thresholds, train_time, compile_time)
 
 

@@ -66,10 +66,14 @@ def run_id_of(config):
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def plan(spec, scale):
-    """The tasks of a spec at a scale, in grid order."""
+def plan(spec, scale, overrides=None):
+    """The tasks of a spec at a scale, in grid order; `overrides` replace configuration keys
+    of every run (e.g. {"device": "cuda"})."""
+    from .config import check_value
+    overrides = {k: check_value(k, v, "overrides") for k, v in (overrides or {}).items()}
     tasks, seen = [], set()
     for config in spec.grid(scale):
+        config = {**config, **overrides}
         run_id = run_id_of(config)
         if run_id not in seen:
             seen.add(run_id)
@@ -82,7 +86,7 @@ def default_out(spec):
 
 
 def run_study(spec, scale="quick", out=None, workers=None, scheduler=None, show_progress=True,
-              stream=None):
+              stream=None, overrides=None):
     """Runs every unfinished run of `spec` at `scale`; returns a SweepSummary.
 
     workers: 0 runs serially in this process; N >= 1 uses N spawned processes (default: one
@@ -91,7 +95,7 @@ def run_study(spec, scale="quick", out=None, workers=None, scheduler=None, show_
     started = time.perf_counter()
     store = Store(out or default_out(spec))
     store.prepare()
-    tasks = plan(spec, scale)
+    tasks = plan(spec, scale, overrides)
     done = store.finished([t.run_id for t in tasks])
     pending = [t for t in tasks if t.run_id not in done]
     manifest = {"study": spec.name, "description": spec.description, "spec_path": spec.path,

@@ -16,6 +16,8 @@ def add_parser(sub):
     run.add_argument("--scheduler", default=None, metavar="ADDR",
                      help="Dask scheduler address, e.g. tcp://127.0.0.1:8786")
     run.add_argument("--out", default=None, help="results folder (default results/<study>)")
+    run.add_argument("--device", default=None, choices=["cpu", "cuda"],
+                     help="override the spec's device for every run")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.set_defaults(handler=run_command)
 
@@ -32,8 +34,15 @@ def run_command(args):
     spec = load_spec(args.study)
     if args.workers is not None and args.workers < 0:
         raise ValueError(f"--workers: expected 0 (serial) or a positive count, got {args.workers}")
+    overrides = {}
+    if args.device:
+        overrides["device"] = args.device
+        if args.device == "cuda":
+            from kernels.cuda import require
+            require()
     summary = run_study(spec, scale=args.scale, out=args.out, workers=args.workers,
-                        scheduler=args.scheduler, show_progress=not args.quiet)
+                        scheduler=args.scheduler, show_progress=not args.quiet,
+                        overrides=overrides)
     fresh = summary.total - summary.skipped
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts.items())) or "nothing new"
     rate = fresh / summary.wall_time * 60 if summary.wall_time > 0 and fresh else 0.0

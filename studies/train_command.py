@@ -44,6 +44,8 @@ def add_parser(sub):
     p.add_argument("--batch-size", type=int, default=100, help="0 = full batch")
     p.add_argument("--epochs", type=int, default=150)
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="cuda: train on the GPU (kernels.cuda; needs numba-cuda and a GPU)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--every", type=int, default=10, help="print every N epochs")
     p.set_defaults(handler=run)
@@ -88,6 +90,9 @@ def run(args):
     data = load_dataset(args.dataset, seed=args.seed)
     classification = data.task == "classification"
     sizes = [data.n_features] + parse_hidden(args.hidden) + [data.n_outputs]
+    if args.device == "cuda":
+        from kernels.cuda import require
+        require()
     net = MLP(sizes, activation=args.activation, init=args.init, gain=args.gain,
               init_scale=args.init_scale, loss="cross_entropy" if classification else "mse",
               batchnorm=args.batchnorm, dtype=args.dtype, seed=args.seed)
@@ -108,9 +113,14 @@ def run(args):
                   f"{acc('test_accuracy') if classification else acc('test_loss')} "
                   f"{time.perf_counter() - start:7.2f}", flush=True)
 
-    history = net.fit(data.x_train, data.y_train, opt, epochs=args.epochs, batch_size=batch,
-                      seed=args.seed, clip=clip, x_test=data.x_test, y_test=data.y_test,
-                      callback=report)
+    if args.device == "cuda":
+        from .device_run import fit_on_device
+        history = fit_on_device(net, data.x_train, data.y_train, opt, args.epochs, batch,
+                                args.seed, clip, data.x_test, data.y_test, report)
+    else:
+        history = net.fit(data.x_train, data.y_train, opt, epochs=args.epochs,
+                          batch_size=batch, seed=args.seed, clip=clip, x_test=data.x_test,
+                          y_test=data.y_test, callback=report)
     if history.diverged:
         print(f"diverged at optimizer step {history.diverged_step + 1}: non-finite loss or "
               f"gradient; training stopped")

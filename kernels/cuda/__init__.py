@@ -1,0 +1,73 @@
+"""The GPU path: numba-cuda kernels and device-resident networks.
+
+    from kernels import MLP
+    from kernels.cuda import CudaMLP, CudaMultiMLP, available
+    net = CudaMLP(MLP([40, 64, 64, 10], activation="tanh"))   # or CudaMLP(sizes, **MLP args)
+    loss = net.train_step(x, y, Adam(lr=1e-3))                  # one step, loss copied back
+    losses = net.train_epoch(x, y, Adam(lr=1e-3), batch_size=32) # no host round trip per step
+    cpu_net = net.to_cpu()
+
+Importing this package does not import numba.cuda; the kernels load on first use. Without a
+GPU (and without NUMBA_ENABLE_CUDASIM=1 set before numba is imported) `available()` is False
+and constructing a device network raises CudaUnavailableError.
+"""
+
+_PUBLIC_LAZY = {"CudaMLP": "mlp", "CudaMultiMLP": "multirun", "DeviceData": "step"}
+
+
+class CudaUnavailableError(ValueError):
+    """CUDA was requested but neither a usable GPU nor the CUDA simulator is present."""
+
+
+def _reason():
+    """None when CUDA (a GPU or the simulator) can be used, else why not (one line)."""
+    try:
+        from numba import config
+        if config.ENABLE_CUDASIM:
+            return None
+        from numba import cuda
+    except Exception as exc:  # numba-cuda missing or broken
+        return f"numba-cuda could not be imported ({type(exc).__name__}: {exc})"
+    try:
+        if cuda.is_available():
+            return None
+    except Exception as exc:
+        return f"the CUDA driver failed to initialize ({type(exc).__name__}: {exc})"
+    return "no CUDA GPU or driver was found"
+
+
+def available():
+    """True when kernels.cuda can run: a CUDA GPU with its driver, or the numba-cuda simulator."""
+    return _reason() is None
+
+
+def require():
+    """Raises CudaUnavailableError (a ValueError, one line) when CUDA cannot be used."""
+    reason = _reason()
+    if reason is not None:
+        raise CudaUnavailableError(
+            f"CUDA is not available: {reason}; use device='cpu', or set NUMBA_ENABLE_CUDASIM=1 "
+            f"before numba is imported to run the CUDA kernels in the simulator")
+
+
+def device_name():
+    """The GPU's name, or 'CUDA simulator'; raises CudaUnavailableError without either."""
+    require()
+    from numba import config
+    if config.ENABLE_CUDASIM:
+        return "CUDA simulator"
+    from numba import cuda
+    name = cuda.get_current_device().name
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def __getattr__(name):
+    if name in _PUBLIC_LAZY:
+        import importlib
+        module = importlib.import_module(f".{_PUBLIC_LAZY[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["available", "require", "device_name", "CudaUnavailableError", "CudaMLP",
+           "CudaMultiMLP", "DeviceData"]

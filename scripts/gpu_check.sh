@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# GPU check of gradlab's CUDA path (kernels/cuda): runs tests/test_cuda.py on a real GPU (the
+# numba-cuda simulator switched off), then a small benchmark (scripts/gpu_bench.py: CudaMLP and
+# CudaMultiMLP training steps against PyTorch CUDA, printed as a ratio table). No network needed;
+# finishes in under 5 minutes (each part has its own timeout).
+#
+# Needs: an NVIDIA GPU and driver; Python >= 3.11 with numpy<2.5, scipy, pytest, numba (0.61-0.69),
+# numba-cuda with the CUDA toolkit libraries it compiles with (NVVM, NVRTC, libdevice: e.g.
+# `pip install "numba-cuda[cu12]"`, or a CUDA toolkit on the system), and torch built with CUDA
+# (optional: without it only our timings are printed).
+#
+# Usage: scripts/gpu_check.sh [python]      (default: .venv/bin/python if present, else python3)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY="${1:-}"
+if [ -z "$PY" ]; then
+    if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
+fi
+unset NUMBA_ENABLE_CUDASIM
+export NUMBA_CACHE_DIR="${NUMBA_CACHE_DIR:-/tmp/gradlab_numba_cache}"
+
+"$PY" -c "import kernels.cuda as kc, sys; kc.require(); print('GPU:', kc.device_name())" || {
+    echo "gpu_check: no usable CUDA GPU (see the error above)"; exit 2; }
+
+echo "== tests/test_cuda.py on the GPU"
+timeout 200 "$PY" -m pytest tests/test_cuda.py -q -rs -p no:cacheprovider
+tests=$?
+
+echo "== benchmark"
+timeout 90 "$PY" scripts/gpu_bench.py
+bench=$?
+
+echo "gpu_check: tests exit $tests, benchmark exit $bench"
+[ "$tests" -eq 0 ] && [ "$bench" -eq 0 ]
