@@ -2,15 +2,15 @@
 import numpy as np
 
 from . import step as K
-from .activations import ACTIVATIONS, SOFTMAX
+from .activations import ACTIVATIONS
 from .batchnorm import BN_EPS, BN_MOMENTUM
 from .clipping import Clip
-from .init import GAINS, INITS, sample_biases, sample_weights
+from .init import INITS, sample_biases, sample_weights
 from .layout import allocate_record, allocate_workspace, build_netspec, running_stats_buffer
 from .losses import LOSSES
 from .optimizers import Optimizer
 from .validation import check_choice, check_dtype, check_inputs, check_nonnegative, \
-    check_positive, check_positive_int, check_targets
+    check_positive, check_targets
 
 RELU_FAMILY = {"relu", "leaky_relu", "elu", "gelu", "gelu_tanh"}
 

@@ -21,9 +21,6 @@ from .data import load_dataset
 from .labels import Thresholds, diverged_now, format_labels, label_run
 from .metrics import layer_statistics
 
-RUN_FIELDS = ("run_id", "status", "error", "final_loss", "best_loss", "final_train_accuracy",
-              "final_test_accuracy", "final_test_loss", "steps_done", "labels", "train_time",
-              "compile_time", "n_params")
 
 
 @functools.lru_cache(maxsize=8)

@@ -2,7 +2,6 @@
 per-layer gradient statistics of the last step."""
 import time
 
-import numpy as np
 
 from kernels import MLP
 from kernels.activations import ACTIVATIONS

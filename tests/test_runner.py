@@ -1,7 +1,6 @@
 """The study runner end to end: serial, spawn processes and a Dask LocalCluster give identical
 tables; a sweep killed with SIGKILL resumes with every run exactly once; a worker that dies is
 isolated, retried once and stored as failed while the other runs complete."""
-import os
 import signal
 import subprocess
 import sys
@@ -9,10 +8,8 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import psutil
-import pytest
 
 import studies
 from studies.runner import plan, run_study
