@@ -2,9 +2,9 @@
 import argparse
 import sys
 
-from . import study_commands, train_command
+from . import plot_command, study_commands, train_command
 
-COMMANDS = {"run": study_commands, "train": train_command}
+COMMANDS = {"run": study_commands, "train": train_command, "plot": plot_command}
 
 
 class UserError(ValueError):
