@@ -1,0 +1,25 @@
+"""Shared steps of the bundled-study tests: run a study at a scale into a temporary store
+(serially, in this process), draw every figure its spec lists, and index them by stem."""
+from pathlib import Path
+
+import studies
+from studies.plots import current, draw
+from studies.runner import run_study
+from studies.spec import load_spec
+
+
+def run_and_draw(name, scale, tmp_path):
+    """(Results, {stem: Figure}) of bundled study `name` at `scale`; asserts that every run
+    finished (completed or diverged) and that every listed figure wrote a PNG and a PDF."""
+    spec = load_spec(name)
+    out = Path(tmp_path) / name
+    summary = run_study(spec, scale, out=out, workers=0, show_progress=False)
+    assert summary.counts.get("failed", 0) == 0, studies.load(out).runs["error"].tolist()
+    results = current(studies.load(out))
+    made = draw(results, out / "figures")
+    stems = {Path(png).stem for _, png, _ in made}
+    assert len(made) >= len(spec.figures) > 0
+    for fig, png, pdf in made:
+        assert Path(png).stat().st_size > 1000 and Path(pdf).stat().st_size > 1000
+        assert fig.caption and fig.numbers, fig.stem
+    return results, {fig.stem: fig for fig, _, _ in made}, stems
