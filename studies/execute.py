@@ -3,8 +3,8 @@
 
 Steps stream through epochs of floor(N/B) full batches of a seeded shuffle (a partial last batch
 is dropped so every step has the same batch size; batch_size 0 is full-batch GD). A run that
-turns non-finite, or whose loss exceeds the divergence factor times its initial loss, stops
-early and is returned as diverged with its history.
+turns non-finite, or whose loss (a running mean over about 64 rows) exceeds the divergence
+factor times its initial loss, stops early and is returned as diverged with its history.
 """
 import functools
 import json
@@ -21,6 +21,9 @@ from .data import load_dataset
 from .labels import Thresholds, diverged_now, format_labels, label_run
 from .metrics import layer_statistics
 
+
+
+SMOOTHING_ROWS = 64  # divergence by loss factor is judged on a mean over about this many rows
 
 
 @functools.lru_cache(maxsize=8)
@@ -116,14 +119,16 @@ def train_run(config, labels=None):
             train_time += elapsed
             row = 0
         if initial_loss is None:
-            initial_loss = float(rec.loss[0])
+            smoothing = max(1, -(-SMOOTHING_ROWS // batch))
+            initial_loss = evals["train_loss"]  # the whole training set, before any update
+            recent = []
         per_epoch = max(1, n_rows // batch)
         history.append(_history_row(step, step / per_epoch, rec, row, evals, n_steps, status))
         history[-1]["train_time"] = train_time - (chunk_times[-1] if n_steps else 0.0)
         for s in stats:
             layers.append({**s, "step": step, **_layer_grads(rec, row, s["layer"] - 1)})
         bad = int(rec.status[1]) if status == "diverged" else _first_divergent(
-            rec.loss[:n_steps], initial_loss, thresholds)
+            rec.loss[:n_steps], initial_loss, thresholds, recent, smoothing)
         if bad >= 0:
             status = "diverged"
             if bad > 0:
@@ -137,10 +142,17 @@ def train_run(config, labels=None):
     return _summarize(config, net, history, layers, status, thresholds, train_time, compile_time)
 
 
-def _first_divergent(losses, initial_loss, thresholds):
-    """Index of the first loss that counts as divergence, or -1."""
+def _first_divergent(losses, initial_loss, thresholds, recent, window):
+    """Index of the first step that counts as divergence, or -1: a non-finite loss at once, or
+    a running mean over the last `window` steps (about SMOOTHING_ROWS rows, so single-sample
+    SGD noise is not mistaken for divergence) above the factor times the initial loss.
+    `recent` carries the window across chunks."""
     for i, value in enumerate(losses):
-        if diverged_now(float(value), initial_loss, thresholds):
+        value = float(value)
+        recent.append(value)
+        del recent[:-window]
+        if not np.isfinite(value) or diverged_now(float(np.mean(recent)), initial_loss,
+                                                  thresholds):
             return i
     return -1
 
