@@ -99,7 +99,7 @@ def train_run(config, labels=None):
         if trainer is not net:
             net = trainer.host_net()
         evals = evaluate(net, data, data.x_train, y_eval_source, config["eval_rows"])
-        stats = layer_statistics(net, x_eval, training=True)
+        stats = layer_statistics(net, x_eval, training=True, y=y_eval_source[:len(x_eval)])
         if step == total:
             # The last row has no step to take: gradient statistics on the evaluation rows.
             net.loss_and_grads(x_eval, y_eval_source[:len(x_eval)])

@@ -43,7 +43,8 @@ STAT_SUFFIXES = ("mean", "std") + tuple(f"p{q}" for q in PERCENTILES)
 UNIT0_PERCENTILES = (15, 50, 85)
 LAYER_COLUMNS = (("layer",) + tuple(f"{b}_{s}" for b in ("z", "h", "a") for s in STAT_SUFFIXES)
                  + tuple(f"unit0_p{q}" for q in UNIT0_PERCENTILES)
-                 + ("saturated_fraction", "dead_fraction"))
+                 + ("saturated_fraction", "dead_fraction")
+                 + tuple(f"g_{s}" for s in STAT_SUFFIXES) + ("g_p2",))
 STEP_COLUMNS = ("step",) + STEP_FIELDS
 KERNEL_LAYER_COLUMNS = ("step", "layer", "w_grad_norm", "b_grad_norm", "delta_norm", "w_norm",
                         "update_ratio")
@@ -105,18 +106,27 @@ def dead_fraction(h, activation):
     return float(np.count_nonzero(h.max(axis=0) <= 0)) / h.shape[1]
 
 
-def layer_statistics(net, x, training=True):
+def layer_statistics(net, x, training=True, y=None):
     """One dict per layer l = 1..L (keys LAYER_COLUMNS) from ONE forward pass over the rows x.
 
     training=True: batch statistics in batch norm (what the network sees while it trains);
-    False: running averages. Nothing is updated (parameters, running statistics)."""
+    False: running averages. Nothing is updated (parameters, running statistics).
+    With targets y (and training=True) the pass also runs backward, and g_* summarize the
+    back-propagated gradient per sample, g = B dL/dz_l = dl_i/dz_l (Glorot & Bengio's Fig. 7
+    histograms; the 2nd percentile too, as the distribution is two-sided); else g_* are NaN."""
     x = check_inputs(x, net.sizes[0], net.dtype)
     n = len(x)
     if training and net.batchnorm and n < 2:
         raise ValueError("x: batch norm in training mode needs at least 2 rows, got 1")
     work = net.workspace(n)
     work.x[:x.size] = x.ravel()
-    K.forward_batch(net.spec, net.params, net.running, work, n, bool(training))
+    backward = y is not None and training
+    if backward:
+        _, y = net.check_batch(x, y)
+        work.y[:y.size] = y.ravel()
+        K.gradients(net.spec, (net.params, net.grads, net.running), work, n, net._step_record)
+    else:
+        K.forward_batch(net.spec, net.params, net.running, work, n, bool(training))
     rows = []
     scratch = np.empty(n * max(net.sizes[1:]), net.dtype)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -135,6 +145,9 @@ def layer_statistics(net, x, training=True):
                 row[f"unit0_p{q}"] = v
             row["saturated_fraction"] = saturated_fraction(a, act)
             row["dead_fraction"] = dead_fraction(h, act)
+            g = _block(work.dz, work, net, layer, n) * n if backward else None
+            _summary(g, "g", row, scratch)
+            row["g_p2"] = _percentiles(g, (2,), scratch)[0] if backward else np.nan
             rows.append(row)
     return rows
 

@@ -61,6 +61,8 @@ def expected_row(layer, z, h, a, activation):
     dead = np.all(pre <= 0, axis=0).mean()
     row["dead_fraction"] = dead if activation in ("relu", "leaky_relu", "elu", "gelu",
                                                   "gelu_tanh") else np.nan
+    for key in ("g_mean", "g_std", "g_p2") + tuple(f"g_p{q}" for q in Q):
+        row[key] = np.nan
     return row
 
 
@@ -220,3 +222,25 @@ def test_merge_keeps_metric_only_and_kernel_only_steps():
     assert merged[merged.step == 5]["a_mean"].isna().all()
     assert merged[merged.step == 12]["w_grad_norm"].isna().all()
     assert isinstance(merged, pd.DataFrame) and merged["step"].is_monotonic_increasing
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_backpropagated_gradient_statistics_match_the_reference(batchnorm):
+    from kernels.reference import reference_trace_of
+    net = MLP([5, 7, 6, 3], activation="tanh", batchnorm=batchnorm, seed=4, bias_scale=0.2)
+    x = inputs()
+    y = np.random.default_rng(2).integers(0, 3, len(x))
+    ref = reference_trace_of(net, x, y)
+    before = net.params.copy()
+    rows = layer_statistics(net, x, training=True, y=y)
+    assert np.array_equal(net.params, before)
+    for row in rows:
+        g = ref[f"delta{row['layer']}"] * len(x)  # per-sample dl_i/dz
+        want = {"g_mean": g.mean(), "g_std": g.std(), "g_p2": np.percentile(g, 2),
+                **{f"g_p{q}": np.percentile(g, q) for q in Q}}
+        for key, value in want.items():
+            assert abs(row[key] - value) <= 1e-10 + 1e-9 * abs(value), (row["layer"], key)
+    no_targets = layer_statistics(net, x, training=True)
+    assert all(np.isnan(r["g_std"]) for r in no_targets)
+    for key in ("a_mean", "z_p98", "unit0_p50"):
+        assert [r[key] for r in no_targets] == [r[key] for r in rows]
