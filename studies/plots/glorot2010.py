@@ -171,6 +171,64 @@ def glorot_gradients(results):
     return [Figure(fig, "glorot_gradients", caption, numbers)]
 
 
+@figure("glorot_gradient_distributions")
+def glorot_gradient_distributions(results):
+    """Their Fig. 7: per hidden layer, the distribution of the back-propagated gradient
+    dl_i/dz_l at initialization (box p15-p85, whiskers p2-p98, dot median; symlog scale)."""
+    _, hidden = _hidden_at_init(results)
+    if "g_p2" in hidden:
+        hidden = hidden[np.isfinite(hidden["g_p2"])]
+    else:
+        hidden = hidden.iloc[0:0]
+    acts = _ordered(hidden["activation"], ACT_ORDER) if not hidden.empty else []
+    inits = _ordered(hidden["init"], list(INIT_NAMES)) if not hidden.empty else []
+    fig, axes = new_figure(ncols=max(1, len(acts)), width=FULL_WIDTH, height=2.6)
+    numbers, width = {}, 0.8 / max(1, len(inits))
+    for ax, act in zip(axes[0], acts):
+        spread_max = 0.0
+        for j, init in enumerate(inits):
+            rows = hidden[(hidden["activation"] == act) & (hidden["init"] == init)]
+            mean = rows.groupby("layer").mean(numeric_only=True)
+            color = color_for("init", init)
+            for layer, row in mean.iterrows():
+                x = layer + (j - (len(inits) - 1) / 2) * width
+                p2, p15, p50, p85, p98 = (row[f"g_p{q}"] for q in (2, 15, 50, 85, 98))
+                ax.add_patch(Rectangle((x - width * 0.4, p15), width * 0.8, p85 - p15,
+                                       facecolor=color, edgecolor=color, alpha=0.6))
+                ax.plot([x, x], [p2, p98], color=color, linewidth=0.8)
+                ax.plot([x], [p50], marker="o", markersize=2, color="black")
+                spread_max = max(spread_max, abs(p2), abs(p98))
+            if len(mean):
+                spread = (mean["g_p98"] - mean["g_p2"]).to_numpy()
+                numbers.setdefault(act, {})[init] = {
+                    "g_spread_per_layer": [float(v) for v in spread],
+                    "g_std_per_layer": [float(v) for v in mean["g_std"]],
+                    "spread_ratio_first_top": float(spread[0] / spread[-1])}
+        ax.set_yscale("symlog", linthresh=max(spread_max * 1e-3, 1e-12))
+        ax.set_title(display(act))
+        layers = sorted(hidden["layer"].unique())
+        ax.set_xticks(layers)
+        ax.set_xlim(0.4, max(layers) + 0.6)
+        ax.set_xlabel("hidden layer l")
+    if acts:
+        axes[0, 0].set_ylabel(r"back-propagated gradient $\partial l_i/\partial z_l$ at init")
+    handles = [Patch(color=color_for("init", i), alpha=0.6, label=_init_name(i)) for i in inits]
+    handles.append(Line2D([], [], marker="o", markersize=2.5, color="black", linestyle="none",
+                          label="median (box p15-p85, whiskers p2-p98)"))
+    legend_below(fig, handles=handles, labels=[h.get_label() for h in handles], ncol=3)
+    parts = [f"{display(a)} {_init_name(i).split(' ')[0]} "
+             f"{fmt(numbers[a][i]['spread_ratio_first_top'])}"
+             for a in acts for i in inits if i in numbers.get(a, {})]
+    caption = (
+        "Distribution of the back-propagated gradient dl_i/dz_l per hidden layer at "
+        "initialization (box: 15th-85th percentile, whiskers: 2nd-98th, dot: median; symlog "
+        "scale; averaged over seeds), standard against normalized init (Glorot & Bengio 2010, "
+        "Fig. 7). Width of the 2nd-98th percentile range, first over top hidden layer: "
+        f"{'; '.join(parts) or 'no gradient percentiles in this store'}. Under the standard "
+        "init the gradients narrow toward the input; the normalized init keeps them even.")
+    return [Figure(fig, "glorot_gradient_distributions", caption, numbers)]
+
+
 @figure("glorot_saturation")
 def glorot_saturation(results):
     layers = with_keys(results, results.layers, _keys(results))
