@@ -15,7 +15,16 @@ def quick(tmp_path_factory):
 
 
 def test_every_figure_is_drawn(smoke):
-    assert smoke[2] == {"glorot_activations", "glorot_gradients", "glorot_saturation"}
+    assert smoke[2] == {"glorot_activations", "glorot_gradients",
+                        "glorot_gradient_distributions", "glorot_saturation"}
+
+
+def test_back_propagated_gradients_narrow_toward_the_input_under_the_standard_init(smoke):
+    numbers = smoke[1]["glorot_gradient_distributions"].numbers
+    for act in ("sigmoid", "tanh"):
+        standard = numbers[act]["glorot_standard"]["spread_ratio_first_top"]
+        normalized = numbers[act]["xavier_uniform"]["spread_ratio_first_top"]
+        assert standard < 0.5 * normalized, (act, standard, normalized)
 
 
 def test_deep_sigmoid_standard_init_first_layer_gradient_far_below_last(smoke):
