@@ -56,12 +56,17 @@ def test_without_gpu_or_simulator_cuda_is_a_clean_error():
 
 
 def test_cuda_tests_skip_cleanly_without_gpu_or_simulator():
-    proc = _run(["-m", "pytest", "tests/test_cuda.py", "-q", "-rs", "-p", "no:cacheprovider"],
-                NUMBA_ENABLE_CUDASIM=None, CUDA_VISIBLE_DEVICES="")
+    """Run by path without a GPU or simulator, the CUDA tests skip with the reason; in a plain
+    `pytest` run they are not collected at all (tests/conftest.py)."""
+    proc = _run(["-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "--noconftest",
+                 "tests/test_cuda.py"], NUMBA_ENABLE_CUDASIM=None, CUDA_VISIBLE_DEVICES="")
     summary = _summary(proc)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "skipped" in summary and "failed" not in summary, summary
     assert "NUMBA_ENABLE_CUDASIM is not set" in proc.stdout
+    listing = _run(["-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "tests"],
+                   NUMBA_ENABLE_CUDASIM=None, CUDA_VISIBLE_DEVICES="")
+    assert "test_cuda.py" not in listing.stdout and "test_cuda_sim.py" in listing.stdout
 
 
 def test_kernels_compile_for_a_real_gpu():
