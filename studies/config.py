@@ -153,6 +153,30 @@ def resolve(config, where="config"):
                                          out["output_activation"] is not None):
         raise ValueError(f"{where}: objective = {out['objective']!r} sets the loss and the output "
                          f"activation; leave loss and output_activation unset")
+    return canonical(out)
+
+
+# Keys that only matter for some choices: elsewhere they are reset to their defaults, so runs
+# that train identically get one configuration and one run_id (a sweep crossing clip = "none"
+# with thresholds runs it once).
+USED_BY = {
+    "clip_threshold": ("clip", ("global_norm", "layer_norm", "value")),
+    "momentum": ("optimizer", ("momentum", "nesterov")),
+    "beta1": ("optimizer", ("adam",)), "beta2": ("optimizer", ("adam",)),
+    "rho": ("optimizer", ("rmsprop",)),
+    "eps": ("optimizer", ("rmsprop", "adam")),
+    "eps_inside_sqrt": ("optimizer", ("rmsprop", "adam")),
+    "step_size": ("schedule", ("step",)), "gamma": ("schedule", ("step", "exponential")),
+    "decay_k": ("schedule", ("inverse_time",)), "eta_min": ("schedule", ("cosine",)),
+}
+
+
+def canonical(config):
+    """The configuration with keys its choices do not use reset to their defaults."""
+    out = dict(config)
+    for key, (chooser, users) in USED_BY.items():
+        if out[chooser] not in users:
+            out[key] = FIELDS[key].default
     return out
 
 

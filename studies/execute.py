@@ -12,6 +12,7 @@ import time
 import traceback
 
 import numpy as np
+import scipy.linalg  # noqa: F401  loads the BLAS the kernels call, so threadpool_limits sees it
 
 from kernels import DivergenceError
 from kernels.layout import allocate_record

@@ -85,3 +85,14 @@ def test_every_bundled_spec_parses_at_every_scale():
 def test_resolve_rejects_unknown_keys():
     with pytest.raises(ValueError, match="unknown key 'widht'"):
         resolve({"widht": 3})
+
+
+def test_keys_a_choice_does_not_use_are_reset_so_identical_runs_share_a_run_id():
+    from studies.runner import plan
+    s = spec(axes={"clip": ["none", "global_norm"], "clip_threshold": [1.0, 5.0],
+                   "optimizer": ["sgd", "adam"], "beta1": [0.9, 0.8]}, seeds=[0])
+    tasks = plan(s, "quick")
+    # clip none x 2 thresholds collapse; sgd x 2 beta1 collapse: (1 + 2) x (1 + 2) runs
+    assert len(tasks) == 9
+    assert all(t.config["clip_threshold"] == 1.0 for t in tasks if t.config["clip"] == "none")
+    assert all(t.config["beta1"] == 0.9 for t in tasks if t.config["optimizer"] == "sgd")
