@@ -4,21 +4,19 @@ Every activation has an integer code (a runtime choice, so one compiled training
 of them) and an entry in `ACTIVATIONS` with its formula. Kinks follow PyTorch: ReLU'(0) = 0,
 LeakyReLU'(0) = slope, ELU'(0) = alpha. `param` is the Leaky ReLU slope or the ELU alpha.
 Softmax is an output-only activation: it acts on rows, see `softmax_rows_forward`.
+float32 buffers use the vectorizing exp/tanh/sigmoid/erf of `vecmath` (a few ulps from NumPy);
+float64 ones the exact `math` functions.
 """
-import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special
 
-from ._jit import kernel, kernel_inline
+from . import vecmath as V
+from ._jit import kernel
+# INV_SQRT_2 is re-exported for kernels.cuda.
+from .vecmath import GELU_CUBIC, INV_SQRT_2, INV_SQRT_2PI, SQRT_2_OVER_PI  # noqa: F401
 
 IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, GELU, GELU_TANH, SOFTMAX = range(9)
-
-SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-INV_SQRT_2 = 1.0 / math.sqrt(2.0)
-INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-GELU_CUBIC = 0.044715
 
 
 @dataclass(frozen=True)
@@ -52,15 +50,6 @@ ACTIVATIONS = {
 CODE_TO_NAME = {a.code: a.name for a in ACTIVATIONS.values()}
 
 
-@kernel_inline
-def _sigmoid(x):
-    """sigma(x) = 1/(1+e^-x), evaluated without overflow for either sign."""
-    if x >= 0.0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
-
-
 @kernel
 def activation_forward(out, h, code, param):
     """out = f(h) elementwise over flat buffers (softmax excluded: it acts on rows)."""
@@ -70,10 +59,10 @@ def activation_forward(out, h, code, param):
             out[i] = h[i]
     elif code == SIGMOID:
         for i in range(n):
-            out[i] = _sigmoid(h[i])
+            out[i] = V.sigmoid(h[i])
     elif code == TANH:
         for i in range(n):
-            out[i] = math.tanh(h[i])
+            out[i] = V.tanh(h[i])
     elif code == RELU:
         for i in range(n):
             out[i] = h[i] if h[i] > 0.0 else 0.0
@@ -82,14 +71,13 @@ def activation_forward(out, h, code, param):
             out[i] = h[i] if h[i] > 0.0 else param * h[i]
     elif code == ELU:
         for i in range(n):
-            out[i] = h[i] if h[i] > 0.0 else param * math.expm1(h[i])
+            out[i] = h[i] if h[i] > 0.0 else param * V.expm1(h[i])
     elif code == GELU:
         for i in range(n):
-            out[i] = 0.5 * h[i] * (1.0 + math.erf(h[i] * INV_SQRT_2))
+            out[i] = V.gelu(h[i])
     elif code == GELU_TANH:
         for i in range(n):
-            x = h[i]
-            out[i] = 0.5 * x * (1.0 + math.tanh(SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x)))
+            out[i] = V.gelu_tanh(h[i])
 
 
 @kernel
@@ -113,18 +101,13 @@ def activation_backward(dh, da, h, a, code, param):
             dh[i] = da[i] if h[i] > 0.0 else param * da[i]
     elif code == ELU:
         for i in range(n):
-            dh[i] = da[i] if h[i] > 0.0 else da[i] * param * math.exp(h[i])
+            dh[i] = da[i] if h[i] > 0.0 else da[i] * param * V.exp(h[i])
     elif code == GELU:
         for i in range(n):
-            x = h[i]
-            cdf = 0.5 * (1.0 + math.erf(x * INV_SQRT_2))
-            dh[i] = da[i] * (cdf + x * INV_SQRT_2PI * math.exp(-0.5 * x * x))
+            dh[i] = da[i] * V.gelu_derivative(h[i])
     elif code == GELU_TANH:
         for i in range(n):
-            x = h[i]
-            t = math.tanh(SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x))
-            dt = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_CUBIC * x * x)
-            dh[i] = da[i] * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dt)
+            dh[i] = da[i] * V.gelu_tanh_derivative(h[i])
 
 
 @kernel
@@ -136,7 +119,7 @@ def softmax_rows_forward(out, h):
             m = max(m, h[i, k])
         s = 0.0
         for k in range(h.shape[1]):
-            e = math.exp(h[i, k] - m)
+            e = V.exp(h[i, k] - m)
             out[i, k] = e
             s += e
         inv = 1.0 / s
@@ -158,6 +141,7 @@ def softmax_rows_backward(dh, da, a):
 # ---------------------------------------------------------------- NumPy references
 def forward_reference(name, h, param=None):
     """f(h) in plain NumPy (float64 oracle for the kernels)."""
+    from scipy import special  # imported here: it costs ~0.3 s of every import of the kernels
     p = ACTIVATIONS[name].default_param if param is None else param
     h = np.asarray(h, dtype=np.float64)
     if name == "identity":
@@ -184,6 +168,7 @@ def forward_reference(name, h, param=None):
 
 def derivative_reference(name, h, param=None):
     """f'(h) in plain NumPy (elementwise activations only)."""
+    from scipy import special
     p = ACTIVATIONS[name].default_param if param is None else param
     h = np.asarray(h, dtype=np.float64)
     if name == "identity":

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import vecmath as V
 from ._jit import kernel
 
 MSE, CROSS_ENTROPY = 0, 1
@@ -60,7 +61,7 @@ def cross_entropy_forward(probs, logits, y):
             m = max(m, logits[i, k])
         s = 0.0
         for k in range(logits.shape[1]):
-            e = math.exp(logits[i, k] - m)
+            e = V.exp(logits[i, k] - m)
             probs[i, k] = e
             s += e
         inv = 1.0 / s

@@ -1,4 +1,6 @@
 """`MLP`: the thin Python API over the fused kernels (validate, allocate, call)."""
+import operator
+
 import numpy as np
 
 from . import step as K
@@ -6,13 +8,16 @@ from .activations import ACTIVATIONS
 from .batchnorm import BN_EPS, BN_MOMENTUM
 from .clipping import Clip
 from .init import INITS, sample_biases, sample_weights
-from .layout import allocate_record, allocate_workspace, build_netspec, running_stats_buffer
+from .layout import allocate_record, allocate_workspace, build_netspec, pack_netspec, \
+    pack_record, pack_workspace, running_stats_buffer
 from .losses import LOSSES
 from .optimizers import Optimizer
 from .validation import check_choice, check_dtype, check_inputs, check_nonnegative, \
     check_positive, check_targets
 
 RELU_FAMILY = {"relu", "leaky_relu", "elu", "gelu", "gelu_tanh"}
+NO_CLIP = Clip()
+_ATTRIBUTE_GETTERS = {}  # optimizer type -> attrgetter of its hyperparameter attributes
 
 
 class DivergenceError(FloatingPointError):
@@ -67,8 +72,8 @@ class MLP:
         self.params = np.zeros(self.n_params, self.dtype)
         self.grads = np.zeros(self.n_params, self.dtype)
         self.running = running_stats_buffer(self.sizes, self.dtype)
-        self._work = None
-        self._step_record = allocate_record(1, self.n_layers)
+        self._packed_spec = pack_netspec(self.spec)
+        self._reset_buffers()
         self.reset_parameters(seed)
 
     # ------------------------------------------------------------------ construction checks
@@ -190,12 +195,27 @@ class MLP:
         return {k: self._views(buf, k) for k in ("W", "b", "gamma", "beta")}
 
     # ------------------------------------------------------------------ kernels
+    def _reset_buffers(self):
+        """Fresh per-network scratch: workspace, one-step record, label and row buffers."""
+        self._work = None
+        self._packed_work = None
+        self._step_record = allocate_record(1, self.n_layers)
+        self._packed_step_record = pack_record(self._step_record)
+        self._onehot = np.zeros((0, self.sizes[-1]), self.dtype)
+        self._rows = np.arange(0, dtype=np.int64)
+        self._opt_cache = {}
+
     def workspace(self, n_rows):
         """The preallocated workspace, grown to hold at least n_rows rows."""
         if self._work is None or self._work.cap < n_rows:
             cap = max(n_rows, 1 if self._work is None else self._work.cap)
             self._work = allocate_workspace(np.asarray(self.sizes), cap, self.dtype)
+            self._packed_work = pack_workspace(self._work)
         return self._work
+
+    def _packed_workspace(self, n_rows):
+        self.workspace(n_rows)
+        return self._packed_work
 
     @property
     def classification(self):
@@ -216,9 +236,10 @@ class MLP:
         x = check_inputs(x, self.sizes[0], self.dtype)
         if training and self.batchnorm and len(x) < 2:
             raise ValueError("x: batch norm in training mode needs at least 2 rows, got 1")
-        work = self.workspace(len(x) if training else min(len(x), 4096))
+        self.workspace(len(x) if training else min(len(x), 4096))
         out = np.empty((len(x), self.sizes[-1]), self.dtype)
-        K.predict_rows(self.spec, self.params, self.running, work, x, out, bool(training))
+        K.predict_packed(self._packed_spec, self.params, self.running, self._packed_work, x,
+                         out, bool(training))
         return out
 
     def _load_batch(self, x, y):
@@ -231,9 +252,9 @@ class MLP:
         """(loss, dW list, db list) on the batch, with batch statistics; nothing is updated.
         Gradients of gamma/beta: `grads_by_name()` after this call."""
         x, y = self.check_batch(x, y)
-        work = self._load_batch(x, y)
-        loss = K.gradients(self.spec, (self.params, self.grads, self.running), work, len(x),
-                           self._step_record)
+        self._load_batch(x, y)
+        loss = K.gradients_packed(self._packed_spec, (self.params, self.grads, self.running),
+                                  self._packed_work, len(x), self._packed_step_record)
         g = self.grads_by_name(self.grads.copy())
         return float(loss), g["W"], g["b"]
 
@@ -252,8 +273,8 @@ class MLP:
         dbeta{l} for layers l = 1..L, and 'loss'. Nothing is updated."""
         x, y = self.check_batch(x, y)
         work = self._load_batch(x, y)
-        loss = K.gradients(self.spec, (self.params, self.grads, self.running), work, len(x),
-                           self._step_record)
+        loss = K.gradients_packed(self._packed_spec, (self.params, self.grads, self.running),
+                                  self._packed_work, len(x), self._packed_step_record)
         out, n = {"loss": float(loss)}, len(x)
         g = self.grads_by_name()
         for layer in range(self.n_layers):
@@ -279,25 +300,77 @@ class MLP:
         """One fused step (forward, loss, backward, statistics, clipping, update) in place.
         Returns the loss before the update; raises DivergenceError (nothing applied) if the
         loss or gradient is not finite. Per-layer statistics: `last_step_stats()`."""
-        x, y = self.check_batch(x, y)
+        batch = self._kernel_form(x, y)
+        x, y = batch if batch is not None else self.check_batch(x, y)
+        if len(self._rows) < len(x):
+            self._rows = np.arange(len(x), dtype=np.int64)
         rec = self._step_record
-        self.run_steps(x, y, np.arange(len(x), dtype=np.int64), len(x), opt, clip, rec)
+        self.run_steps(x, y, self._rows[:len(x)], len(x), opt, clip, rec)
         return float(rec.loss[0])
+
+    def _kernel_form(self, x, y):
+        """(x, y) for the kernel without copying or re-validating in Python when x already is a
+        C-contiguous array of the network's dtype and y integer labels (one-hot into a reused
+        buffer) or kernel-form targets; None otherwise, and for anything invalid, so that
+        check_batch converts or raises with its full message. Finiteness and label range are
+        checked by small compiled kernels (~1 us instead of ~15 us)."""
+        if type(x) is not np.ndarray or type(y) is not np.ndarray or x.dtype != self.dtype \
+                or x.ndim != 2 or x.shape[1] != self.sizes[0] or not x.flags.c_contiguous \
+                or len(x) < 1 + self.batchnorm or len(y) != len(x) or not K.all_finite(x):
+            return None
+        if self.classification and y.ndim == 1 and y.dtype.kind in "iu":
+            if len(self._onehot) < len(x):
+                self._onehot = np.zeros((len(x), self.sizes[-1]), self.dtype)
+            onehot = self._onehot[:len(x)]
+            return (x, onehot) if K.load_labels(onehot, y) else None
+        if not self.classification and y.dtype == self.dtype and y.ndim == 2 \
+                and y.shape[1] == self.sizes[-1] and y.flags.c_contiguous and K.all_finite(y):
+            return x, y
+        return None
+
+    def _opt_vectors(self, opt, clip):
+        """opt.codes_and_hyper(clip), cached on the values of the optimizer's attributes (any
+        change, such as a new lr, gives a new entry)."""
+        getter = _ATTRIBUTE_GETTERS.get(type(opt))
+        if getter is None:
+            names = sorted(k for k in vars(opt) if k not in ("state", "_owner"))
+            getter = _ATTRIBUTE_GETTERS[type(opt)] = operator.attrgetter(*names)
+        try:
+            key = (type(opt), clip, getter(opt))
+            return self._opt_cache[key]
+        except KeyError:
+            pass
+        except (TypeError, AttributeError):  # unhashable or missing attributes: no caching
+            return opt.codes_and_hyper(clip)
+        if len(self._opt_cache) > 16:
+            self._opt_cache.clear()
+        vectors = self._opt_cache[key] = opt.codes_and_hyper(clip)
+        return vectors
 
     def run_steps(self, x, y, order, batch_size, opt, clip, rec):
         """Low level: len(rec.loss) steps over batches order[s*B:(s+1)*B] of validated x, y
         (kernel form). Returns steps completed; raises DivergenceError on a non-finite step."""
         if not isinstance(opt, Optimizer):
             raise ValueError(f"opt: expected an optimizer from kernels.optimizers, got {opt!r}")
-        clip = Clip() if clip is None else clip
+        clip = NO_CLIP if clip is None else clip
         if not isinstance(clip, Clip):
             raise ValueError(f"clip: expected a kernels.clipping.Clip, got {clip!r}")
-        codes, hyper = opt.codes_and_hyper(clip)
+        codes, hyper = self._opt_vectors(opt, clip)
         m, v, t = opt.bind(self, self.n_params, self.dtype)
-        work = self.workspace(min(batch_size, len(order)))
+        work = self._packed_workspace(min(batch_size, len(order)))
         rec.status[:] = 0
-        done = K.train_batches(self.spec, (self.params, self.grads, self.running),
-                               (codes, hyper, m, v, t), work, (x, y, order, int(batch_size)), rec)
+        packed = self._packed_step_record if rec is self._step_record else pack_record(rec)
+        target = rec
+        if packed is None:  # a Record built by hand: run on a packed one, then copy back
+            rec = allocate_record(*rec.w_grad_norm.shape)
+            packed = pack_record(rec)
+        done = K.train_batches(self._packed_spec, (self.params, self.grads, self.running),
+                               (codes, hyper, m, v, t), work, (x, y, order, int(batch_size)),
+                               packed)
+        if rec is not target:
+            for name, values in zip(rec._fields, rec):
+                getattr(target, name)[...] = values
+            rec = target
         if rec.status[0]:
             step = opt.step_count
             raise DivergenceError(f"non-finite loss or gradient at optimizer step {step + 1} "
@@ -335,8 +408,7 @@ class MLP:
         other.__dict__.update(self.__dict__)
         other.params, other.grads = self.params.copy(), self.grads.copy()
         other.running = self.running.copy()
-        other._work = None
-        other._step_record = allocate_record(1, self.n_layers)
+        other._reset_buffers()
         return other
 
     def config(self):

@@ -2,9 +2,10 @@
 import argparse
 import sys
 
-from . import plot_command, study_commands, train_command
+from . import bench_command, plot_command, study_commands, train_command
 
-COMMANDS = {"run": study_commands, "train": train_command, "plot": plot_command}
+COMMANDS = {"run": study_commands, "train": train_command, "plot": plot_command,
+            "bench": bench_command}
 
 
 class UserError(ValueError):
