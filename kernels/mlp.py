@@ -230,16 +230,17 @@ class MLP:
                              "got 1")
         return x, y
 
-    def forward(self, x, training=False):
-        """Network output (batch, n_L); softmax probabilities for cross-entropy. With batch norm,
-        evaluation mode (running averages) unless training=True (batch statistics)."""
+    def forward(self, x, training=False, logits=False):
+        """Network output (batch, n_L); softmax probabilities for cross-entropy (logits=True:
+        the output layer's activation input). With batch norm, evaluation mode (running
+        averages) unless training=True (batch statistics)."""
         x = check_inputs(x, self.sizes[0], self.dtype)
         if training and self.batchnorm and len(x) < 2:
             raise ValueError("x: batch norm in training mode needs at least 2 rows, got 1")
         self.workspace(len(x) if training else min(len(x), 4096))
         out = np.empty((len(x), self.sizes[-1]), self.dtype)
         K.predict_packed(self._packed_spec, self.params, self.running, self._packed_work, x,
-                         out, bool(training))
+                         out, bool(training), bool(logits))
         return out
 
     def _load_batch(self, x, y):
@@ -260,12 +261,23 @@ class MLP:
 
     def loss(self, x, y, training=False):
         """The loss of the batch (evaluation mode unless training=True)."""
+        return self.evaluate(x, y, training)[0]
+
+    def evaluate(self, x, y, training=False):
+        """(loss, accuracy) from one forward pass (accuracy None for MSE). Cross-entropy is
+        taken from the logits through a float64 log-sum-exp, so it is exact however confident
+        (and wrong) the network is."""
         x = check_inputs(x, self.sizes[0], self.dtype)
-        y = check_targets(y, len(x), self.sizes[-1], self.classification, np.float64)
-        out = self.forward(x, training=training).astype(np.float64)
-        if self.classification:
-            return float(-(y * np.log(np.maximum(out, np.finfo(np.float64).tiny))).sum() / len(y))
-        return float(((out - y) ** 2).sum() / len(y))
+        targets = check_targets(y, len(x), self.sizes[-1], self.classification, np.float64)
+        if not self.classification:
+            out = self.forward(x, training=training).astype(np.float64)
+            return float(((out - targets) ** 2).sum() / len(x)), None
+        z = self.forward(x, training=training, logits=True).astype(np.float64)
+        m = z.max(axis=1, keepdims=True)
+        lse = m[:, 0] + np.log(np.exp(z - m).sum(axis=1))
+        loss = float((targets * (lse[:, None] - z)).sum() / len(x))
+        accuracy = float(np.mean(z.argmax(axis=1) == targets.argmax(axis=1)))
+        return loss, accuracy
 
     def trace(self, x, y):
         """Every intermediate of one forward/backward pass by name, as float64 copies:

@@ -306,9 +306,10 @@ def run_batches(net, model, opt, work, data, rec):
 
 
 @kernel
-def predict_rows(net, params, running, work, x, out, training):
-    """Forward pass of all rows of x in chunks of the workspace capacity; out = network output.
-    With training=True the whole of x must fit in one chunk (batch statistics)."""
+def predict_rows(net, params, running, work, x, out, training, logits=False):
+    """Forward pass of all rows of x in chunks of the workspace capacity; out = network output
+    (with logits=True the output layer's activation input instead). With training=True the
+    whole of x must fit in one chunk (batch statistics)."""
     n_rows = x.shape[0]
     n0 = net.sizes[0]
     last = net.sizes.shape[0] - 2
@@ -320,13 +321,17 @@ def predict_rows(net, params, running, work, x, out, training):
             for j in range(n0):
                 work.x[r * n0 + j] = x[lo + r, j]
         forward_batch(net, params, running, work, n_batch, training)
-        a = _block(work.a, net, work, last, n_batch)
+        if logits:
+            a = _pre_activation(net, work, last, n_batch)
+        else:
+            a = _block(work.a, net, work, last, n_batch)
         for r in range(n_batch):
             for j in range(n_out):
                 out[lo + r, j] = a[r, j]
 
 
 @kernel
-def predict_packed(spec, params, running, work, x, out, training):
+def predict_packed(spec, params, running, work, x, out, training, logits):
     """predict_rows on packed spec and work."""
-    predict_rows(unpack_netspec(spec), params, running, unpack_workspace(work), x, out, training)
+    predict_rows(unpack_netspec(spec), params, running, unpack_workspace(work), x, out, training,
+                 logits)

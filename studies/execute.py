@@ -61,11 +61,12 @@ def chunk_order(rng_state, n_rows, batch, first_step, n_steps):
 
 def evaluate(net, data, x_train, y_train, eval_rows):
     """Loss and accuracy on train and test (evaluation mode)."""
-    out = {"train_loss": net.loss(x_train, y_train), "test_loss": net.loss(data.x_test,
-                                                                           _targets(net, data.y_test))}
-    if data.task == "classification":
-        out["train_accuracy"] = net.accuracy(x_train, data.y_train)
-        out["test_accuracy"] = net.accuracy(data.x_test, data.y_test)
+    out = {}
+    for split, x, y, labels in (("train", x_train, y_train, data.y_train),
+                                ("test", data.x_test, _targets(net, data.y_test), data.y_test)):
+        out[f"{split}_loss"], accuracy = net.evaluate(x, y)
+        if data.task == "classification":
+            out[f"{split}_accuracy"] = accuracy if accuracy is not None else net.accuracy(x, labels)
     return out
 
 

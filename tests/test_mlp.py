@@ -189,3 +189,15 @@ def test_warm_cache_does_not_recompile(tmp_path):
     run()
     misses, hits = run()
     assert (misses, hits) == ("0", "1")
+
+
+def test_evaluation_loss_is_exact_for_confidently_wrong_float32_networks():
+    net = MLP([2, 3], activation=[], dtype="float32", seed=0)
+    net.weights[0][...] = [[1e4, 0], [0, 1e4], [-1e4, 0]]
+    x = np.array([[1.0, 0.0], [0.0, 1.0]])
+    y = np.array([2, 0])
+    loss, accuracy = net.evaluate(x, y)
+    # logits [1e4, 0, -1e4] with label 2: lse - z_2 = 2e4 (probabilities underflow to 0)
+    assert abs(loss - 0.5 * (2e4 + 1e4)) < 1.0 and accuracy == 0.0
+    assert net.loss_and_grads(x, y)[0] == pytest.approx(loss, rel=1e-6)
+    assert net.forward(x, logits=True)[0, 0] == pytest.approx(1e4)
