@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU check of gradlab's CUDA path (kernels/cuda): runs tests/test_cuda.py on a real GPU (the
-# numba-cuda simulator switched off), then a small benchmark (scripts/gpu_bench.py: CudaMLP and
+# numba-cuda simulator switched off), then a small benchmark (`gradlab bench --device cuda`,
+# studies/bench_gpu.py: CudaMLP and
 # CudaMultiMLP training steps against PyTorch CUDA, printed as a ratio table). No network needed;
 # finishes in under 5 minutes (each part has its own timeout).
 #
@@ -27,7 +28,7 @@ timeout 200 "$PY" -m pytest tests/test_cuda.py -q -rs -p no:cacheprovider
 tests=$?
 
 echo "== benchmark"
-timeout 90 "$PY" scripts/gpu_bench.py
+timeout 90 "$PY" -m studies.cli bench --device cuda
 bench=$?
 
 echo "gpu_check: tests exit $tests, benchmark exit $bench"

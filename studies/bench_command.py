@@ -22,11 +22,19 @@ def add_parser(sub):
                    help="threads for BLAS, PyTorch and multi-run training (default min(2, CPUs))")
     p.add_argument("--out", default="results/bench", help="output folder (default results/bench)")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="cuda: CudaMLP / CudaMultiMLP train steps against PyTorch CUDA on the "
+                   "same GPU (needs numba-cuda, a GPU and torch with CUDA)")
     p.set_defaults(handler=run, scale="quick")
     return p
 
 
 def run(args):
+    if args.device == "cuda":
+        from kernels.cuda import require
+        require()
+        from .bench_gpu import main
+        return main()
     peers = [] if args.peers.strip() == "none" else [p.strip() for p in args.peers.split(",")
                                                        if p.strip()]
     unknown = sorted(set(peers) - {"numpy", "torch", "jax"})

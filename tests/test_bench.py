@@ -109,3 +109,17 @@ def test_bench_smoke_writes_table_files_and_figures(tmp_path, capsys):
 def test_bench_rejects_unknown_peers(capsys):
     assert main(["bench", "--smoke", "--peers", "numpy,tensorflow"]) == 2
     assert "unknown peer" in capsys.readouterr().err
+
+
+def test_bench_on_cuda_without_a_gpu_is_a_one_line_error():
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in __import__("os").environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    result = subprocess.run([sys.executable, "-m", "studies.cli", "bench", "--device", "cuda"],
+                            cwd=root, env={**env, "CUDA_VISIBLE_DEVICES": ""},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "CUDA is not available" in lines[0]

@@ -7,19 +7,17 @@ apart from the steady state. Ours steps through `train_epoch` (no host round tri
 forward/backward/Adam (foreach) on device tensors, TF32 off (both sides compute in FP32). The
 64-network case runs PyTorch two ways: a loop over 64 models, and one batched model (bmm over
 stacked weights, the strongest simple PyTorch baseline). Prints a table of ms per step and the
-ratio PyTorch / ours (> 1: ours is faster). Run by scripts/gpu_check.sh.
+ratio PyTorch / ours (> 1: ours is faster). Run by `gradlab bench --device cuda` (and
+scripts/gpu_check.sh).
 """
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from kernels import MLP  # noqa: E402
-from kernels.optimizers import SGD, Adam  # noqa: E402
-from kernels.tolerance import assert_close  # noqa: E402
+from kernels import MLP
+from kernels.optimizers import SGD, Adam
+from kernels.tolerance import assert_close
 
 CONFIGS = [  # (label, sizes, batch, runs, timed steps)
     ("[40,64,64,10] b32", [40, 64, 64, 10], 32, 1, 300),
