@@ -43,6 +43,9 @@ FIELDS = {
     "n_samples": Field(int, None, "subsample the dataset to this many rows", minimum=1,
                        nullable=True),
     "eval_rows": Field(int, 512, "training rows used for activation statistics", minimum=2),
+    "gradient_stats": Field(bool, False, "also record percentiles of the back-propagated "
+                            "gradient per layer (g_*; a backward pass over the evaluation rows "
+                            "at each metric step)"),
     # architecture
     "depth": Field(int, 2, "number of hidden layers", minimum=0),
     "width": Field(int, 64, "units per hidden layer", minimum=1),

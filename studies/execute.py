@@ -101,7 +101,8 @@ def train_run(config, labels=None):
         if trainer is not net:
             net = trainer.host_net()
         evals = evaluate(net, data, data.x_train, y_eval_source, config["eval_rows"])
-        stats = layer_statistics(net, x_eval, training=True, y=y_eval_source[:len(x_eval)])
+        stats = layer_statistics(net, x_eval, training=True,
+                                 y=y_eval_source[:len(x_eval)] if config["gradient_stats"] else None)
         if step == total:
             # The last row has no step to take: gradient statistics on the evaluation rows.
             net.loss_and_grads(x_eval, y_eval_source[:len(x_eval)])
