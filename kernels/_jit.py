@@ -19,20 +19,22 @@ from numba.core import config as numba_config
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 
 
-def _source_hash():
+def _source_hash(folder=Path(__file__).parent):
+    """A hash of every .py file directly in `folder` (names and contents)."""
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
+    for path in sorted(Path(folder).glob("*.py")):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
 
-def _cache_dir():
+def cache_dir_for(folder, prefix):
+    """$NUMBA_CACHE_DIR/<prefix>-<hash of folder's sources> (default base ~/.cache/gradlab)."""
     base = os.environ.get("NUMBA_CACHE_DIR") or str(Path.home() / ".cache" / "gradlab" / "numba")
-    return str(Path(base) / f"kernels-{_source_hash()}")
+    return str(Path(base) / f"{prefix}-{_source_hash(folder)}")
 
 
-CACHE_DIR = _cache_dir()
+CACHE_DIR = cache_dir_for(Path(__file__).parent, "kernels")
 
 
 def _cached(func, **options):

@@ -8,12 +8,12 @@ so that simulated tests stay fast and tiny shapes still span several tiles.
 taken over every source file of this package (Numba keys a cache on the kernel's own file only,
 which would miss an edited device function of another module).
 """
-import hashlib
-import os
 from pathlib import Path
 
 from numba import config as numba_config
 from numba import cuda
+
+from .._jit import cache_dir_for
 
 SIMULATOR = bool(numba_config.ENABLE_CUDASIM)
 
@@ -33,17 +33,7 @@ MICRO = TILE // THREADS_2D          # outputs per thread along each tile axis
 MAX_LAYERS = 512                     # layers a network may have on the device
 
 
-def _source_hash():
-    digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
-
-
-def _cache_dir():
-    base = os.environ.get("NUMBA_CACHE_DIR") or str(Path.home() / ".cache" / "gradlab" / "numba")
-    return str(Path(base) / f"cuda-{_source_hash()}")
+CACHE_DIR = cache_dir_for(Path(__file__).parent, "cuda")  # once, not per kernel
 
 
 def kernel(func):
@@ -52,7 +42,7 @@ def kernel(func):
         return cuda.jit(func)
     from numba.cuda.core import config as cuda_config
     previous = cuda_config.CACHE_DIR
-    cuda_config.CACHE_DIR = _cache_dir()
+    cuda_config.CACHE_DIR = CACHE_DIR
     try:
         return cuda.jit(cache=True)(func)
     finally:
