@@ -56,8 +56,26 @@ def Value(clip_value):
 
 @kernel
 def scale_segment(g, lo, hi, factor):
-    for i in range(lo, hi):
-        g[i] *= factor
+    """g[lo:hi] *= factor, in g's dtype (as torch multiplies by a coefficient tensor); unsigned
+    bounds so the loop vectorizes."""
+    f = g.dtype.type(factor)
+    for i in range(np.uint64(lo), np.uint64(hi)):
+        g[i] *= f
+
+
+@kernel
+def clamp_segment(g, lo, hi, c):
+    """g[lo:hi] = clamp(g, -c, c) in place; returns the sum of squares after clamping."""
+    hi_c = g.dtype.type(c)
+    lo_c = -hi_c
+    after = 0.0
+    for i in range(np.uint64(lo), np.uint64(hi)):
+        x = g[i]
+        x = hi_c if x > hi_c else x  # selects keep a NaN a NaN
+        x = lo_c if x < lo_c else x
+        g[i] = x
+        after += float(x) * float(x)
+    return after
 
 
 @kernel
@@ -88,14 +106,7 @@ def clip_gradients(grads, seg_start, seg_sq, code, c):
             after += seg_norm * seg_norm
         return math.sqrt(after)
     if code == VALUE:
-        after = 0.0
-        for i in range(seg_start[0], seg_start[n_seg]):
-            if grads[i] > c:
-                grads[i] = c
-            elif grads[i] < -c:
-                grads[i] = -c
-            after += float(grads[i]) * float(grads[i])
-        return math.sqrt(after)
+        return math.sqrt(clamp_segment(grads, seg_start[0], seg_start[n_seg], c))
     return norm
 
 

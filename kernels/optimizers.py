@@ -33,48 +33,134 @@ N_CODES = 6
 @kernel
 def optimizer_update(params, grads, m, v, lo, hi, codes, hyper, lr, t):
     """One update of params[lo:hi] in place; returns sum of squared updates of the segment."""
+    return optimizer_update_norms(params, grads, m, v, lo, hi, codes, hyper, lr, t)[0]
+
+
+@kernel
+def optimizer_update_norms(params, grads, m, v, lo, hi, codes, hyper, lr, t):
+    """One update of params[lo:hi] in place; returns (sum of squared updates, sum of squared
+    parameters before the update) of the segment, so the fused step reads the weights once.
+
+    The arithmetic runs in the buffer's dtype (as torch.optim does): the float64
+    hyperparameters are rounded once to that dtype, and every optimizer has its own loop with
+    no branch inside, so float32 updates vectorize 8 or 16 wide."""
     opt = codes[C_OPTIMIZER]
-    wd = hyper[H_WEIGHT_DECAY]
-    mu = hyper[H_MOMENTUM]
-    decay = hyper[H_DECAY]
-    eps = hyper[H_EPS]
-    eps_inside = codes[C_EPS_INSIDE] != 0
-    sq = 0.0
+    cast = params.dtype.type
+    wd = cast(hyper[H_WEIGHT_DECAY])
     if opt == SGD_CODE:
+        return _sgd(params, grads, lo, hi, cast(lr), wd)
+    if opt == MOMENTUM_CODE:
+        return _momentum(params, grads, v, lo, hi, cast(lr), wd, cast(hyper[H_MOMENTUM]),
+                         codes[C_NESTEROV] != 0)
+    if opt == RMSPROP_CODE:
+        decay = hyper[H_DECAY]
+        return _rmsprop(params, grads, v, lo, hi, cast(lr), wd,
+                        (cast(decay), cast(1.0 - decay), cast(hyper[H_EPS])),
+                        codes[C_EPS_INSIDE] != 0)
+    mu, decay = hyper[H_MOMENTUM], hyper[H_DECAY]
+    coef = (cast(mu), cast(1.0 - mu), cast(decay), cast(1.0 - decay),
+            cast(lr / (1.0 - mu ** t)), cast(1.0 / (1.0 - decay ** t)), cast(hyper[H_EPS]))
+    return _adam(params, grads, m, v, lo, hi, wd, coef, codes[C_EPS_INSIDE] != 0)
+
+
+@kernel
+def _sgd(params, grads, lo, hi, lr, wd):
+    """d = lr (g + wd theta); theta -= d."""
+    sq, w_sq = 0.0, 0.0
+    for i in range(lo, hi):
+        p = params[i]
+        d = lr * (grads[i] + wd * p)
+        params[i] = p - d
+        sq += float(d) * float(d)
+        w_sq += float(p) * float(p)
+    return sq, w_sq
+
+
+@kernel
+def _momentum(params, grads, v, lo, hi, lr, wd, mu, nesterov):
+    """v = mu v + g; d = lr v (Nesterov: lr (g + mu v)); theta -= d."""
+    sq, w_sq = 0.0, 0.0
+    if nesterov:
         for i in range(lo, hi):
-            d = lr * (grads[i] + wd * params[i])
-            params[i] -= d
-            sq += d * d
-    elif opt == MOMENTUM_CODE:
-        nesterov = codes[C_NESTEROV] != 0
+            p = params[i]
+            g = grads[i] + wd * p
+            vi = mu * v[i] + g
+            v[i] = vi
+            d = lr * (g + mu * vi)
+            params[i] = p - d
+            sq += float(d) * float(d)
+            w_sq += float(p) * float(p)
+    else:
         for i in range(lo, hi):
-            g = grads[i] + wd * params[i]
-            v[i] = mu * v[i] + g
-            step = g + mu * v[i] if nesterov else v[i]
-            d = lr * step
-            params[i] -= d
-            sq += d * d
-    elif opt == RMSPROP_CODE:
+            p = params[i]
+            vi = mu * v[i] + (grads[i] + wd * p)
+            v[i] = vi
+            d = lr * vi
+            params[i] = p - d
+            sq += float(d) * float(d)
+            w_sq += float(p) * float(p)
+    return sq, w_sq
+
+
+@kernel
+def _rmsprop(params, grads, v, lo, hi, lr, wd, coef, eps_inside):
+    """v = rho v + (1-rho) g^2; d = lr g / sqrt(v + eps) (or / (sqrt(v) + eps))."""
+    rho, one_minus_rho, eps = coef
+    sq, w_sq = 0.0, 0.0
+    if eps_inside:
         for i in range(lo, hi):
-            g = grads[i] + wd * params[i]
-            v[i] = decay * v[i] + (1.0 - decay) * g * g
-            denom = math.sqrt(v[i] + eps) if eps_inside else math.sqrt(v[i]) + eps
-            d = lr * g / denom
-            params[i] -= d
-            sq += d * d
-    elif opt == ADAM_CODE:
-        bc1 = 1.0 - mu ** t
-        bc2 = 1.0 - decay ** t
+            p = params[i]
+            g = grads[i] + wd * p
+            vi = rho * v[i] + one_minus_rho * g * g
+            v[i] = vi
+            d = lr * g / math.sqrt(vi + eps)
+            params[i] = p - d
+            sq += float(d) * float(d)
+            w_sq += float(p) * float(p)
+    else:
         for i in range(lo, hi):
-            g = grads[i] + wd * params[i]
-            m[i] = mu * m[i] + (1.0 - mu) * g
-            v[i] = decay * v[i] + (1.0 - decay) * g * g
-            vhat = v[i] / bc2
-            denom = math.sqrt(vhat + eps) if eps_inside else math.sqrt(vhat) + eps
-            d = lr * (m[i] / bc1) / denom
-            params[i] -= d
-            sq += d * d
-    return sq
+            p = params[i]
+            g = grads[i] + wd * p
+            vi = rho * v[i] + one_minus_rho * g * g
+            v[i] = vi
+            d = lr * g / (math.sqrt(vi) + eps)
+            params[i] = p - d
+            sq += float(d) * float(d)
+            w_sq += float(p) * float(p)
+    return sq, w_sq
+
+
+@kernel
+def _adam(params, grads, m, v, lo, hi, wd, coef, eps_inside):
+    """m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; d = [lr/(1-b1^t)] m / sqrt(v/(1-b2^t) + eps)
+    (or / (sqrt(v/(1-b2^t)) + eps)); coef = (b1, 1-b1, b2, 1-b2, lr/(1-b1^t), 1/(1-b2^t), eps)."""
+    b1, one_minus_b1, b2, one_minus_b2, step, inv_bc2, eps = coef
+    sq, w_sq = 0.0, 0.0
+    if eps_inside:
+        for i in range(lo, hi):
+            p = params[i]
+            g = grads[i] + wd * p
+            mi = b1 * m[i] + one_minus_b1 * g
+            vi = b2 * v[i] + one_minus_b2 * g * g
+            m[i] = mi
+            v[i] = vi
+            d = step * mi / math.sqrt(vi * inv_bc2 + eps)
+            params[i] = p - d
+            sq += float(d) * float(d)
+            w_sq += float(p) * float(p)
+    else:
+        for i in range(lo, hi):
+            p = params[i]
+            g = grads[i] + wd * p
+            mi = b1 * m[i] + one_minus_b1 * g
+            vi = b2 * v[i] + one_minus_b2 * g * g
+            m[i] = mi
+            v[i] = vi
+            d = step * mi / (math.sqrt(vi * inv_bc2) + eps)
+            params[i] = p - d
+            sq += float(d) * float(d)
+            w_sq += float(p) * float(p)
+    return sq, w_sq
 
 
 class Optimizer:

@@ -28,7 +28,7 @@ from .layout import unpack_netspec, unpack_record, unpack_workspace
 from .losses import CROSS_ENTROPY, cross_entropy_backward, cross_entropy_forward, mse_backward, \
     mse_forward
 from .optimizers import C_CLIP, C_SCHEDULE, C_WARMUP, H_CLIP, H_LR, H_SCHED_P1, H_SCHED_P2, \
-    optimizer_update
+    optimizer_update, optimizer_update_norms
 from .schedules import scheduled_lr
 
 
@@ -292,11 +292,11 @@ def run_batches(net, model, opt, work, data, rec):
         for layer in range(n_layers):
             w_lo = net.w_off[layer]
             w_hi = net.b_off[layer]
-            w_norm_sq = _sum_squares(params[w_lo:w_hi])
             # Unsigned bounds: indexing needs no negative-index wraparound, so the update loop
-            # vectorizes (measured 3.5x faster, bitwise the same parameters).
-            upd = optimizer_update(params, grads, m, v, np.uint64(w_lo), np.uint64(w_hi), codes,
-                                   hyper, lr, t)
+            # vectorizes (measured 3.5x faster, bitwise the same parameters). ||W|| is summed
+            # in the same pass, from the weights before the update.
+            upd, w_norm_sq = optimizer_update_norms(params, grads, m, v, np.uint64(w_lo),
+                                                    np.uint64(w_hi), codes, hyper, lr, t)
             optimizer_update(params, grads, m, v, np.uint64(w_hi),
                              np.uint64(net.seg_start[layer + 1]), codes, hyper, lr, t)
             rec.w_norm[step, layer] = math.sqrt(w_norm_sq)

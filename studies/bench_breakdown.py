@@ -18,7 +18,7 @@ from kernels.activations import SOFTMAX, activation_backward, activation_forward
 from kernels.clipping import Clip
 from kernels.dense import dense_backward, dense_backward_input, dense_forward
 from kernels.layout import allocate_record
-from kernels.optimizers import Adam, optimizer_update
+from kernels.optimizers import Adam, optimizer_update, optimizer_update_norms
 from kernels.step import _block, _dh_target, _gather, _layer_input, _pre_activation, \
     _sum_squares, _vector, _weights, backward_batch, loss_and_output_grad
 
@@ -69,14 +69,14 @@ def _time_part(part, net, model, opt, work, data, reps):
             elif part == 7:
                 total += _sum_squares(_weights(grads, net, layer).ravel())
                 total += _sum_squares(_vector(grads, net.b_off[layer], n_out))
-                total += _sum_squares(_weights(params, net, layer).ravel())
                 dz = _block(work.dz, net, work, layer, n)
                 for i in range(n):
                     total += math.sqrt(_sum_squares(dz[i]))
             elif part == 8:
                 w_lo, w_hi = net.w_off[layer], net.b_off[layer]
-                total += optimizer_update(params, grads, m, v, np.uint64(w_lo), np.uint64(w_hi),
-                                          codes, hyper, 1e-12, 1)
+                upd, w_sq = optimizer_update_norms(params, grads, m, v, np.uint64(w_lo),
+                                                   np.uint64(w_hi), codes, hyper, 1e-12, 1)
+                total += upd + w_sq
                 total += optimizer_update(params, grads, m, v, np.uint64(w_hi),
                                           np.uint64(net.seg_start[layer + 1]), codes, hyper,
                                           1e-12, 1)

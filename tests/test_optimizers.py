@@ -13,7 +13,8 @@ from _torch_helpers import (TOL, assert_close, assert_close_dtype, log_uniform_g
 from kernels import MLP
 from kernels.clipping import Clip
 from kernels.optimizers import (OPTIMIZERS, SGD, Adam, Momentum, RMSProp, make_optimizer,
-                                optimizer_update, update_reference)
+                                optimizer_update, optimizer_update_norms,
+                                update_reference)
 from kernels.schedules import Exponential
 
 N_STEPS = 60
@@ -315,6 +316,52 @@ def test_float32_buffers_agree_with_float64(name, inside):
     # 50 steps of float32 rounding: a 10x wider band than one float32 operation
     assert_close_dtype(runs[np.float32], runs[np.float64], np.float32, f"{name} float32",
                        group="float32", scale=10.0)
+
+
+@pytest.mark.parametrize("case", TORCH_CASES, ids=case_id)
+def test_float32_kernel_tracks_torch_float32(case):
+    """float32 buffers: our float32 arithmetic follows torch.optim's float32 run step by step
+    (both round every operation to float32, so they stay within float32 tolerance)."""
+    name, wd = case
+    rng = np.random.default_rng(11)
+    theta0 = rng.normal(size=N_PARAMS).astype(np.float32)
+    grads = log_uniform_gradients(rng, 30, N_PARAMS, 1e-3, 1.0).astype(np.float32)
+    opt = ours(name, wd)
+    params = theta0.copy()
+    m, v = kernel_state(N_PARAMS, np.float32)
+    p = torch.nn.Parameter(torch.from_numpy(theta0.copy()))
+    topt = torch_optimizer(name, [p], wd)
+    for t in range(1, 31):
+        kernel_step(opt, params, grads[t - 1].copy(), m, v, t, split=N_PARAMS // 3)
+        p.grad = torch.from_numpy(grads[t - 1].copy())
+        topt.step()
+    assert params.dtype == np.float32
+    assert_close_dtype(params, p.detach().numpy(), np.float32, f"{name} float32 vs torch",
+                       group="float32", scale=10.0)
+    assert np.abs(params - theta0).max() > 1e-2
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name, inside", VARIANTS, ids=[variant_id(c) for c in VARIANTS])
+def test_update_norms_are_those_of_the_step_and_the_old_weights(name, inside, dtype):
+    """optimizer_update_norms returns (||theta_new - theta_old||^2, ||theta_old||^2) of its
+    segment, the sums the fused step records as ||Delta W|| and ||W||."""
+    rng = np.random.default_rng(13)
+    opt = ours(name, WD, eps_inside_sqrt=inside)
+    codes, hyper = opt.codes_and_hyper(Clip())
+    theta = rng.normal(size=N_PARAMS).astype(dtype)
+    grads = rng.normal(size=N_PARAMS).astype(dtype)
+    m, v = rng.normal(size=N_PARAMS).astype(dtype), rng.uniform(0.1, 1, N_PARAMS).astype(dtype)
+    before = theta.copy()
+    upd_sq, w_sq = optimizer_update_norms(theta, grads, m, v, np.uint64(5), np.uint64(30),
+                                          codes, hyper, 0.03, 4)
+    old = before[5:30].astype(np.float64)
+    step = theta[5:30].astype(np.float64) - old
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    assert w_sq == pytest.approx(float(old @ old), rel=rtol)
+    # float32: the update is rounded once more when subtracted from theta
+    assert upd_sq == pytest.approx(float(step @ step), rel=rtol if dtype == np.float64 else 1e-3)
+    assert upd_sq > 0 and np.array_equal(theta[:5], before[:5])
 
 
 # ---------------------------------------------------------------- fused MLP.train_step vs torch
