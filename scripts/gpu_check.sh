@@ -20,6 +20,11 @@ fi
 unset NUMBA_ENABLE_CUDASIM
 export NUMBA_CACHE_DIR="${NUMBA_CACHE_DIR:-/tmp/gradlab_numba_cache}"
 
+"$PY" -c "import numpy, numba; from kernels.cuda import _version as v
+print('python', __import__('sys').version.split()[0], '| numpy', numpy.__version__, '| numba',
+      numba.__version__, '| numba-cuda', v('numba-cuda'))"
+# require() compiles and runs a probe kernel: a numba-cuda that cannot compile with this NumPy
+# (seen on an H200 image with NumPy 2.5) is one line here, not 69 failing tests.
 "$PY" -c "import kernels.cuda as kc, sys; kc.require(); print('GPU:', kc.device_name())" || {
     echo "gpu_check: no usable CUDA GPU (see the error above)"; exit 2; }
 

@@ -55,6 +55,23 @@ def test_without_gpu_or_simulator_cuda_is_a_clean_error():
     assert "ERROR: CUDA is not available" in proc.stdout
 
 
+def test_a_numba_cuda_that_cannot_load_its_compiler_is_one_line():
+    """numba-cuda releases that call np.row_stack (gone in NumPy 2.5) failed on a real H200 at
+    their first kernel with 69 tracebacks; the toolchain check names the cause in one line."""
+    code = ("import numpy\n"
+            "del numpy.row_stack  # as NumPy 2.5 removed it\n"
+            "from kernels.cuda import toolchain_reason\n"
+            "print('REASON:', toolchain_reason(launch=False))\n")
+    proc = _run(["-c", code], NUMBA_ENABLE_CUDASIM=None, CUDA_VISIBLE_DEVICES="")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    line = proc.stdout.strip()
+    assert line.count("\n") == 0 and "row_stack" in line and "numpy<2.5" in line, line
+    healthy = _run(["-c", "from kernels.cuda import toolchain_reason\n"
+                          "print('REASON:', toolchain_reason(launch=False))"],
+                   NUMBA_ENABLE_CUDASIM=None, CUDA_VISIBLE_DEVICES="")
+    assert healthy.stdout.strip() == "REASON: None", healthy.stdout + healthy.stderr
+
+
 def test_cuda_tests_skip_cleanly_without_gpu_or_simulator():
     """Run by path without a GPU or simulator, the CUDA tests skip with the reason; in a plain
     `pytest` run they are not collected at all (tests/conftest.py)."""
