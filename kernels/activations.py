@@ -52,8 +52,10 @@ CODE_TO_NAME = {a.code: a.name for a in ACTIVATIONS.values()}
 
 @kernel
 def activation_forward(out, h, code, param):
-    """out = f(h) elementwise over flat buffers (softmax excluded: it acts on rows)."""
+    """out = f(h) elementwise over flat buffers (softmax excluded: it acts on rows).
+    Constants take the buffer's dtype, so float32 loops never widen to float64."""
     n = h.shape[0]
+    zero, param = out.dtype.type(0.0), out.dtype.type(param)
     if code == IDENTITY:
         for i in range(n):
             out[i] = h[i]
@@ -65,13 +67,13 @@ def activation_forward(out, h, code, param):
             out[i] = V.tanh(h[i])
     elif code == RELU:
         for i in range(n):
-            out[i] = h[i] if h[i] > 0.0 else 0.0
+            out[i] = h[i] if h[i] > zero else zero
     elif code == LEAKY_RELU:
         for i in range(n):
-            out[i] = h[i] if h[i] > 0.0 else param * h[i]
+            out[i] = h[i] if h[i] > zero else param * h[i]
     elif code == ELU:
         for i in range(n):
-            out[i] = h[i] if h[i] > 0.0 else param * V.expm1(h[i])
+            out[i] = h[i] if h[i] > zero else param * V.expm1(h[i])
     elif code == GELU:
         for i in range(n):
             out[i] = V.gelu(h[i])
@@ -82,26 +84,28 @@ def activation_forward(out, h, code, param):
 
 @kernel
 def activation_backward(dh, da, h, a, code, param):
-    """dh = da * f'(h) elementwise; a = f(h) is reused where the derivative needs it."""
+    """dh = da * f'(h) elementwise; a = f(h) is reused where the derivative needs it.
+    Constants take the buffer's dtype, so float32 loops never widen to float64."""
     n = h.shape[0]
+    zero, one, param = dh.dtype.type(0.0), dh.dtype.type(1.0), dh.dtype.type(param)
     if code == IDENTITY:
         for i in range(n):
             dh[i] = da[i]
     elif code == SIGMOID:
         for i in range(n):
-            dh[i] = da[i] * a[i] * (1.0 - a[i])
+            dh[i] = da[i] * a[i] * (one - a[i])
     elif code == TANH:
         for i in range(n):
-            dh[i] = da[i] * (1.0 - a[i] * a[i])
+            dh[i] = da[i] * (one - a[i] * a[i])
     elif code == RELU:
         for i in range(n):
-            dh[i] = da[i] if h[i] > 0.0 else 0.0
+            dh[i] = da[i] if h[i] > zero else zero
     elif code == LEAKY_RELU:
         for i in range(n):
-            dh[i] = da[i] if h[i] > 0.0 else param * da[i]
+            dh[i] = da[i] if h[i] > zero else param * da[i]
     elif code == ELU:
         for i in range(n):
-            dh[i] = da[i] if h[i] > 0.0 else da[i] * param * V.exp(h[i])
+            dh[i] = da[i] if h[i] > zero else da[i] * param * V.exp(h[i])
     elif code == GELU:
         for i in range(n):
             dh[i] = da[i] * V.gelu_derivative(h[i])
