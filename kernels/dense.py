@@ -3,6 +3,8 @@
 GEMMs go through `np.dot(a, b, out)` (BLAS, no allocation). NumPy references sit beside the
 kernels.
 """
+import math
+
 import numpy as np
 
 from ._jit import kernel
@@ -19,13 +21,28 @@ def dense_forward(z, a_prev, w, b):
 
 @kernel
 def dense_backward(dw, db, dz, a_prev):
-    """dL/dW = dz^T @ a_prev and dL/db = sum_i dz_i (dz already carries the 1/B of the loss)."""
+    """dL/dW = dz^T @ a_prev and dL/db = sum_i dz_i (dz already carries the 1/B of the loss);
+    returns sum_i ||dz_i||, the delta norm the step records, from the same pass over dz."""
     np.dot(dz.T, a_prev, dw)
+    return bias_grad_row_norms(db, dz)
+
+
+@kernel
+def bias_grad_row_norms(db, dz):
+    """db = sum_i dz_i; returns sum_i ||dz_i|| (the delta norm the step records) from the same
+    single pass over dz."""
+    zero = db.dtype.type(0.0)
     for j in range(db.shape[0]):
-        db[j] = 0.0
+        db[j] = zero
+    total = 0.0
     for i in range(dz.shape[0]):
+        row_sq = 0.0
         for j in range(dz.shape[1]):
-            db[j] += dz[i, j]
+            x = dz[i, j]
+            db[j] += x
+            row_sq += float(x) * float(x)
+        total += math.sqrt(row_sq)
+    return total
 
 
 @kernel

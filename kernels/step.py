@@ -169,13 +169,10 @@ def backward_batch(net, params, grads, work, n_batch, rec, step):
             seg_sq += _sum_squares(dgamma) + _sum_squares(dbeta)
         dw = _weights(grads, net, layer)
         db = _vector(grads, net.b_off[layer], n_out)
-        dense_backward(dw, db, dz, _layer_input(net, work, layer, n_batch))
+        delta = dense_backward(dw, db, dz, _layer_input(net, work, layer, n_batch))
         w_sq = _sum_squares(dw.ravel())
         b_sq = _sum_squares(db)
         work.seg_sq[layer] = seg_sq + w_sq + b_sq
-        delta = 0.0
-        for i in range(n_batch):
-            delta += math.sqrt(_sum_squares(dz[i]))
         rec.w_grad_norm[step, layer] = math.sqrt(w_sq)
         rec.b_grad_norm[step, layer] = math.sqrt(b_sq)
         rec.delta_norm[step, layer] = delta

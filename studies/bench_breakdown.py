@@ -2,9 +2,9 @@
 
 `step_breakdown` times each kind of kernel of the fused step on the network's own workspace,
 each in one compiled loop of `reps` calls (no Python between calls): gather, dense forward,
-activation forward, loss (softmax cross-entropy and its gradient), dense backward (dW, db),
-dense backward input (da = dz W), activation backward, statistics (the norms the step records)
-and the optimizer update (Adam). Their sum next to the fused step's time shows the fusion's
+activation forward, loss (softmax cross-entropy and its gradient), dense backward (dW, db and
+the per-row delta norms), dense backward input (da = dz W), activation backward, statistics
+(the gradient norms the step records) and the optimizer update (Adam, with ||W||). Their sum next to the fused step's time shows the fusion's
 own cost (or gain). `backward_scaling` times `step.backward_batch` for networks of growing
 width and fits t = a + b P by least squares, with R^2 (the report's sec. 4.2 claim).
 """
@@ -69,9 +69,6 @@ def _time_part(part, net, model, opt, work, data, reps):
             elif part == 7:
                 total += _sum_squares(_weights(grads, net, layer).ravel())
                 total += _sum_squares(_vector(grads, net.b_off[layer], n_out))
-                dz = _block(work.dz, net, work, layer, n)
-                for i in range(n):
-                    total += math.sqrt(_sum_squares(dz[i]))
             elif part == 8:
                 w_lo, w_hi = net.w_off[layer], net.b_off[layer]
                 upd, w_sq = optimizer_update_norms(params, grads, m, v, np.uint64(w_lo),
