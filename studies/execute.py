@@ -5,6 +5,10 @@ Steps stream through epochs of floor(N/B) full batches of a seeded shuffle (a pa
 is dropped so every step has the same batch size; batch_size 0 is full-batch GD). A run that
 turns non-finite, or whose loss (a running mean over about 64 rows) exceeds the divergence
 factor times its initial loss, stops early and is returned as diverged with its history.
+
+The per-run bookkeeping between chunks (data order, evaluation, history and layer rows, the
+divergence test, the summary) lives in `RunLog`, which studies.group_run shares: a group of
+runs trained in one MultiMLP records exactly what each would record alone.
 """
 import functools
 import json
@@ -70,81 +74,125 @@ def evaluate(net, data, x_train, y_train, eval_rows):
     return out
 
 
-def train_run(config, labels=None):
-    """Trains one configuration; returns (run_row, history_rows, layer_rows). `labels` holds
-    pathology threshold overrides (studies.labels.Thresholds)."""
-    data = dataset_for(config)
-    classification = data.task == "classification"
-    net = build_network(config, data.n_features, data.n_outputs, classification)
-    opt = build_optimizer(config)
-    clip = build_clip(config)
-    thresholds = Thresholds.from_dict(labels or {})
+def build_run(config, data):
+    """(net, optimizer, clip) of a configuration on its data."""
+    net = build_network(config, data.n_features, data.n_outputs, data.task == "classification")
+    return net, build_optimizer(config), build_clip(config)
+
+
+def training_data(net, data, config):
+    """(x, y) in kernel form, the evaluation targets and the batch size of a run's training."""
     x, y = net.check_batch(data.x_train, _targets(net, data.y_train))
-    y_eval_source = _targets(net, data.y_train)
     n_rows = len(x)
     batch = n_rows if config["batch_size"] in (0, None) or config["batch_size"] > n_rows \
         else config["batch_size"]
     if net.batchnorm and batch < 2:
         raise ValueError("batch_size: batch norm needs at least 2 rows per batch")
-    x_eval = x[:min(config["eval_rows"], n_rows)]
-    rng_state = {"rng": np.random.default_rng(config["seed"]), "perms": []}
+    return x, y, _targets(net, data.y_train), batch
+
+
+class RunLog:
+    """One run's records between its compiled chunks: its seeded data order, the evaluation and
+    layer statistics at each metric step, history and layer rows, the divergence test and the
+    final summary. train_run drives one; studies.group_run drives one per run of a group."""
+
+    def __init__(self, config, thresholds, data, x, y_eval, batch):
+        self.config, self.thresholds, self.data = config, thresholds, data
+        self.n_rows, self.batch, self.y_eval = len(x), batch, y_eval
+        self.x_eval = x[:min(config["eval_rows"], len(x))]
+        self.rng_state = {"rng": np.random.default_rng(config["seed"]), "perms": []}
+        self.per_epoch = max(1, self.n_rows // batch)
+        self.smoothing = max(1, -(-SMOOTHING_ROWS // batch))
+        self.history, self.layers, self.recent = [], [], []
+        self.status, self.initial_loss, self.train_time = "completed", None, 0.0
+
+    def order(self, step, n_steps):
+        """Row order of the chunk of n_steps steps from `step`."""
+        return chunk_order(self.rng_state, self.n_rows, self.batch, step, n_steps)[0]
+
+    def measure(self, net):
+        """(evaluation, layer statistics) of the network before the chunk that follows."""
+        rows = len(self.x_eval)
+        evals = evaluate(net, self.data, self.data.x_train, self.y_eval, self.config["eval_rows"])
+        stats = layer_statistics(net, self.x_eval, training=True,
+                                 y=self.y_eval[:rows] if self.config["gradient_stats"] else None)
+        return evals, stats
+
+    def final_record(self, net):
+        """The last row has no step to take: gradient statistics on the evaluation rows."""
+        net.loss_and_grads(self.x_eval, self.y_eval[:len(self.x_eval)])
+        return net._step_record
+
+    def record(self, step, measured, rec, n_steps, nonfinite, seconds):
+        """Rows of the metric step `step` (measured before the chunk; rec: the chunk's records,
+        n_steps 0 for the final row) and the divergence test; `seconds` of training are added.
+        Returns True when the run stops here (diverged)."""
+        evals, stats = measured
+        if nonfinite:
+            self.status = "diverged"
+        if self.initial_loss is None:
+            self.initial_loss = evals["train_loss"]  # the whole training set, before any update
+        history = self.history  # the step's own row: record row 0, the chunk's first step
+        history.append(_history_row(step, step / self.per_epoch, rec, 0, evals, n_steps,
+                                    self.status))
+        history[-1]["train_time"] = self.train_time
+        self.train_time += seconds
+        for s in stats:
+            self.layers.append({**s, "step": step, **_layer_grads(rec, 0, s["layer"] - 1)})
+        bad = int(rec.status[1]) if self.status == "diverged" else _first_divergent(
+            rec.loss[:n_steps], self.initial_loss, self.thresholds, self.recent, self.smoothing)
+        if bad < 0:
+            return False
+        self.status = "diverged"
+        if bad > 0:
+            history.append(_history_row(step + bad, (step + bad) / self.per_epoch, rec, bad, {},
+                                        n_steps, self.status))
+        history[-1]["diverged"] = True
+        return True
+
+    def summarize(self, net, compile_time):
+        """(run_row, history DataFrame, layers DataFrame) of the finished run."""
+        return _summarize(self.config, net, self.history, self.layers, self.status,
+                          self.thresholds, self.train_time, compile_time)
+
+
+def train_run(config, labels=None):
+    """Trains one configuration; returns (run_row, history_rows, layer_rows). `labels` holds
+    pathology threshold overrides (studies.labels.Thresholds)."""
+    data = dataset_for(config)
+    net, opt, clip = build_run(config, data)
+    thresholds = Thresholds.from_dict(labels or {})
+    x, y, y_eval, batch = training_data(net, data, config)
+    log = RunLog(config, thresholds, data, x, y_eval, batch)
     trainer = net
     if config["device"] == "cuda":
         from .device_run import DeviceTrainer
         trainer = DeviceTrainer(net, x, y)
     compile_time = warm_up(trainer, x, y, batch, config, clip)
-    total, every = config["steps"], config["metrics_every"]
-    history, layers = [], []
-    status, initial_loss, step = "completed", None, 0
-    train_time, chunk_times = 0.0, []
+    total, every, step = config["steps"], config["metrics_every"], 0
     while step <= total:
         if trainer is not net:
             net = trainer.host_net()
-        evals = evaluate(net, data, data.x_train, y_eval_source, config["eval_rows"])
-        stats = layer_statistics(net, x_eval, training=True,
-                                 y=y_eval_source[:len(x_eval)] if config["gradient_stats"] else None)
+        measured = log.measure(net)
+        nonfinite, seconds, n_steps = False, 0.0, 0
         if step == total:
-            # The last row has no step to take: gradient statistics on the evaluation rows.
-            net.loss_and_grads(x_eval, y_eval_source[:len(x_eval)])
-            rec, row = net._step_record, 0
-            n_steps = 0
+            rec = log.final_record(net)
         else:
             n_steps = min(every, total - step)
-            order, per_epoch = chunk_order(rng_state, n_rows, batch, step, n_steps)
+            order = log.order(step, n_steps)
             rec = allocate_record(n_steps, net.n_layers)
             started = time.perf_counter()
             try:
                 trainer.run_steps(x, y, order, batch, opt, clip, rec)
             except DivergenceError:
-                status = "diverged"
-            elapsed = time.perf_counter() - started
-            chunk_times.append(elapsed)
-            train_time += elapsed
-            row = 0
-        if initial_loss is None:
-            smoothing = max(1, -(-SMOOTHING_ROWS // batch))
-            initial_loss = evals["train_loss"]  # the whole training set, before any update
-            recent = []
-        per_epoch = max(1, n_rows // batch)
-        history.append(_history_row(step, step / per_epoch, rec, row, evals, n_steps, status))
-        history[-1]["train_time"] = train_time - (chunk_times[-1] if n_steps else 0.0)
-        for s in stats:
-            layers.append({**s, "step": step, **_layer_grads(rec, row, s["layer"] - 1)})
-        bad = int(rec.status[1]) if status == "diverged" else _first_divergent(
-            rec.loss[:n_steps], initial_loss, thresholds, recent, smoothing)
-        if bad >= 0:
-            status = "diverged"
-            if bad > 0:
-                history.append(_history_row(step + bad, (step + bad) / per_epoch, rec, bad, {},
-                                            n_steps, status))
-            history[-1]["diverged"] = True
+                nonfinite = True
+            seconds = time.perf_counter() - started
+        if log.record(step, measured, rec, n_steps, nonfinite, seconds):
             break
         step += n_steps if n_steps else 1
     if trainer is not net:
         net = trainer.host_net()
-    return _summarize(config, net, history, layers, status, thresholds, train_time, compile_time)
-
-
+    return log.summarize(net, compile_time)
 def _first_divergent(losses, initial_loss, thresholds, recent, window):
     """Index of the first step that counts as divergence, or -1: a non-finite loss at once, or
     a running mean over the last `window` steps (about SMOOTHING_ROWS rows, so single-sample
@@ -225,6 +273,18 @@ def _layer_label_columns(layer_labels):
     return pd.DataFrame({"layer": grouped.index, "layer_labels": grouped.values})
 
 
+def payload_of(run, hist, lay):
+    """What a worker returns for one run: the run row and its tables as records."""
+    return {"run": run, "history": hist.to_dict("list"), "layers": lay.to_dict("list")}
+
+
+def failed_payload(err):
+    """The payload of a run that raised `err` (call inside its except block)."""
+    return {"run": {"status": "failed", "error": f"{type(err).__name__}: {err}",
+                    "traceback": traceback.format_exc(limit=8)},
+            "history": {}, "layers": {}}
+
+
 def execute(config, labels=None):
     """Runs one configuration and never raises: a failure comes back as a 'failed' run with its
     error text. Returns a payload dict with 'run', 'history', 'layers' (DataFrames as records)."""
@@ -232,13 +292,11 @@ def execute(config, labels=None):
     started = time.perf_counter()
     try:
         with threadpool_limits(limits=1):
-            run, hist, lay = train_run(config, labels)
-        payload = {"run": run, "history": hist.to_dict("list"), "layers": lay.to_dict("list")}
+            payload = payload_of(*train_run(config, labels))
     except Exception as err:  # a run's failure is data, never the sweep's end
-        payload = {"run": {"status": "failed", "error": f"{type(err).__name__}: {err}",
-                           "traceback": traceback.format_exc(limit=8)},
-                   "history": {}, "layers": {}}
+        payload = failed_payload(err)
     payload["run"]["wall_time"] = time.perf_counter() - started
+    payload["run"]["group_size"] = 1
     return payload
 
 

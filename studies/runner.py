@@ -5,6 +5,11 @@ A run that raises is retried once, then stored as failed with its error. A worke
 (segfault, out-of-memory kill) breaks the process pool: the runs that were in flight are redone
 one at a time in a fresh pool, so the culprit is found; it is retried once alone, then stored as
 failed. Every executor limits BLAS to one thread per run, so all three give identical numbers.
+
+Runs that share an architecture and a training schedule (studies.group_run.group_key) are
+trained in groups, one MultiMLP per group, with the same stored numbers as alone (group_runs=
+False trains each alone). A group whose worker dies is split into single runs, which then take
+the path above; a group that raises inside falls back to its runs alone in the worker itself.
 """
 import hashlib
 import os
@@ -20,6 +25,7 @@ from pathlib import Path
 from kernels._jit import _source_hash
 
 from .execute import config_json, execute
+from .group_run import execute_group, plan_groups
 from .progress import Progress
 from .store import Store, provenance
 
@@ -86,11 +92,13 @@ def default_out(spec):
 
 
 def run_study(spec, scale="quick", out=None, workers=None, scheduler=None, show_progress=True,
-              stream=None, overrides=None):
+              stream=None, overrides=None, group_runs=True):
     """Runs every unfinished run of `spec` at `scale`; returns a SweepSummary.
 
     workers: 0 runs serially in this process; N >= 1 uses N spawned processes (default: one
     per core). scheduler: a Dask scheduler address ('tcp://host:port') or a distributed.Client.
+    group_runs: train runs that share an architecture and schedule together (same numbers;
+    False: every run alone).
     """
     started = time.perf_counter()
     store = Store(out or default_out(spec))
@@ -102,13 +110,15 @@ def run_study(spec, scale="quick", out=None, workers=None, scheduler=None, show_
                 "spec": spec.raw, "scale": scale, "code_version": CODE_VERSION,
                 "grid": [{"run_id": t.run_id, "config": t.config} for t in tasks],
                 "started": datetime.now(timezone.utc).isoformat(), "finished": None,
-                "executor": _executor_name(workers, scheduler), **provenance()}
+                "executor": _executor_name(workers, scheduler),
+                "group_runs": bool(group_runs), **provenance()}
     store.write_manifest(manifest)
     progress = Progress(len(tasks), len(tasks) - len(pending), show_progress, stream)
     counts = {}
 
     def record(task, payload):
         run = dict(payload["run"])
+        run.setdefault("group_size", 1)  # a crashed run's payload is made here
         run.update({"run_id": task.run_id, "study": spec.name, "scale": scale,
                     "attempts": task.attempts + 1, **task.config})
         store.write_run(task.run_id, run, payload["history"], payload["layers"])
@@ -117,11 +127,12 @@ def run_study(spec, scale="quick", out=None, workers=None, scheduler=None, show_
 
     if pending:
         if scheduler is not None:
-            _run_dask(pending, scheduler, record)
+            _run_dask(pending, scheduler, record, group_runs)
         elif workers == 0:
-            _run_serial(pending, record)
+            _run_serial(plan_groups(pending, 1, group_runs), record)
         else:
-            _run_processes(pending, workers or os.cpu_count() or 1, record)
+            workers = workers or os.cpu_count() or 1
+            _run_processes(plan_groups(pending, workers, group_runs), workers, record)
     progress.close()
     manifest["finished"] = datetime.now(timezone.utc).isoformat()
     manifest["counts"] = counts
@@ -140,13 +151,18 @@ def _failed(error):
     return {"run": {"status": "failed", "error": error}, "history": {}, "layers": {}}
 
 
-def _run_serial(tasks, record):
-    for task in tasks:
-        payload = execute(task.config, task.labels)
-        if payload["run"]["status"] == "failed":
-            task.attempts += 1
-            payload = execute(task.config, task.labels)
-        record(task, payload)
+def _arguments(group):
+    """execute_group's arguments for a group of tasks (they share their labels)."""
+    return [task.config for task in group], group[0].labels
+
+
+def _run_serial(groups, record):
+    for group in groups:
+        for task, payload in zip(group, execute_group(*_arguments(group))):
+            if payload["run"]["status"] == "failed":
+                task.attempts += 1
+                payload = execute(task.config, task.labels)
+            record(task, payload)
 
 
 def _new_pool(workers):
@@ -154,33 +170,34 @@ def _new_pool(workers):
     return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
 
 
-def _run_processes(tasks, workers, record):
-    queue = deque(tasks)
+def _run_processes(groups, workers, record):
+    queue = deque(groups)
     pool = _new_pool(workers)
     in_flight = {}
     try:
         while queue or in_flight:
             while queue and len(in_flight) < 2 * workers:
-                if queue[0].isolate and in_flight:
+                if queue[0][0].isolate and in_flight:
                     break  # a suspect of a crash runs alone
-                task = queue.popleft()
-                in_flight[pool.submit(execute, task.config, task.labels)] = task
-                if task.isolate:
+                group = queue.popleft()
+                in_flight[pool.submit(execute_group, *_arguments(group))] = group
+                if group[0].isolate:
                     break
             finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             broken = False
             for future in finished:
-                task = in_flight.pop(future)
+                group = in_flight.pop(future)
                 try:
-                    payload = future.result()
+                    payloads = future.result()
                 except BrokenProcessPool:
                     broken = True
-                    _crashed(task, queue, record, "worker process died (crash or killed)")
+                    _crashed(group, queue, record, "worker process died (crash or killed)")
                     continue
-                _finished(task, payload, queue, record)
+                for task, payload in zip(group, payloads):
+                    _finished(task, payload, queue, record)
             if broken:
-                for future, task in list(in_flight.items()):
-                    _crashed(task, queue, record, "worker process died (crash or killed)")
+                for future, group in list(in_flight.items()):
+                    _crashed(group, queue, record, "worker process died (crash or killed)")
                 in_flight.clear()
                 pool.shutdown(wait=False, cancel_futures=True)
                 pool = _new_pool(workers)
@@ -188,49 +205,61 @@ def _run_processes(tasks, workers, record):
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _crashed(task, queue, record, error):
-    """A crash in a shared pool makes the run a suspect; a crash alone counts as an attempt."""
-    if task.isolate:
-        task.attempts += 1
-        if task.attempts >= 2:
-            record(task, _failed(f"{error}; retried once alone, crashed again"))
-            return
-    task.isolate = True
-    queue.appendleft(task)
+def _crashed(group, queue, record, error):
+    """A crash in a shared pool makes each run of the group a suspect, to run alone next; a
+    crash alone counts as an attempt."""
+    for task in reversed(group):
+        if task.isolate:  # it ran alone (suspects never share a group)
+            task.attempts += 1
+            if task.attempts >= 2:
+                record(task, _failed(f"{error}; retried once alone, crashed again"))
+                continue
+        task.isolate = True
+        queue.appendleft([task])
 
 
 def _finished(task, payload, queue, record):
     if payload["run"]["status"] == "failed" and task.attempts == 0:
         task.attempts += 1
-        queue.append(task)
+        queue.append([task])
         return
     record(task, payload)
 
 
-def _run_dask(tasks, scheduler, record):
+def _run_dask(tasks, scheduler, record, group_runs=True):
     from distributed import Client, as_completed
     client = scheduler if isinstance(scheduler, Client) else Client(scheduler, timeout="20s")
     try:
         futures = {}
-        for task in tasks:
-            future = client.submit(execute, task.config, task.labels, pure=False,
-                                   key=f"run-{task.run_id}-{task.attempts}")
-            futures[future] = task
+
+        def submit(group):
+            first = group[0]
+            key = f"run-{first.run_id}-{first.attempts}" if len(group) == 1 else \
+                f"group-{first.run_id}-{len(group)}"
+            future = client.submit(execute_group, *_arguments(group), pure=False, key=key)
+            futures[future] = group
+            return future
+
+        workers = sum(client.nthreads().values()) or 1
+        for group in plan_groups(tasks, workers, group_runs):
+            submit(group)
         pending = as_completed(list(futures))
         for future in pending:
-            task = futures.pop(future)
+            group = futures.pop(future)
             try:
-                payload = future.result()
+                payloads = future.result()
             except Exception as err:  # KilledWorker and friends: the worker died
-                payload = _failed(f"worker died: {type(err).__name__}: {err}")
-            if payload["run"]["status"] == "failed" and task.attempts == 0:
-                task.attempts += 1
-                retry = client.submit(execute, task.config, task.labels, pure=False,
-                                      key=f"run-{task.run_id}-{task.attempts}")
-                futures[retry] = task
-                pending.add(retry)
-                continue
-            record(task, payload)
+                if len(group) > 1:  # a group's runs go on alone, as single runs
+                    for task in group:
+                        pending.add(submit([task]))
+                    continue
+                payloads = [_failed(f"worker died: {type(err).__name__}: {err}")]
+            for task, payload in zip(group, payloads):
+                if payload["run"]["status"] == "failed" and task.attempts == 0:
+                    task.attempts += 1
+                    pending.add(submit([task]))
+                    continue
+                record(task, payload)
     finally:
         if not isinstance(scheduler, Client):
             client.close()

@@ -18,6 +18,9 @@ def add_parser(sub):
     run.add_argument("--out", default=None, help="results folder (default results/<study>)")
     run.add_argument("--device", default=None, choices=["cpu", "cuda"],
                      help="override the spec's device for every run")
+    run.add_argument("--no-group", dest="group_runs", action="store_false",
+                     help="train every run alone (default: runs that share an architecture "
+                     "and schedule train together in one multi-run kernel; same numbers)")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.set_defaults(handler=run_command)
 
@@ -42,7 +45,7 @@ def run_command(args):
             require()
     summary = run_study(spec, scale=args.scale, out=args.out, workers=args.workers,
                         scheduler=args.scheduler, show_progress=not args.quiet,
-                        overrides=overrides)
+                        overrides=overrides, group_runs=args.group_runs)
     fresh = summary.total - summary.skipped
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts.items())) or "nothing new"
     rate = fresh / summary.wall_time * 60 if summary.wall_time > 0 and fresh else 0.0
