@@ -1,7 +1,7 @@
 """The `dead_relu` study at quick scale (4x64 MLPs on digits, Adam at lr 0.001/0.01/0.03, 2
 seeds, 1,000 steps): at lr 0.03 ReLU loses a large share of its units for good (and with them
 accuracy), at lr 0.001 none; Leaky ReLU has as many units "off" but they still pass gradient,
-so it keeps its accuracy."""
+so where it does not diverge it keeps its accuracy."""
 import pytest
 
 from studies.plots import dead_relu as D
@@ -47,14 +47,23 @@ def test_dead_relu_units_stay_dead(results, table):
             assert g["dead_fraction"].iloc[-1] >= 0.7 * g["dead_fraction"].max()
 
 
-def test_leaky_relu_keeps_its_accuracy_where_relu_loses_it(table):
+def test_relu_loses_accuracy_with_its_units_and_stable_leaky_relu_keeps_it(table):
+    """At lr 0.03 ReLU's dead units cost accuracy: its mean over seeds falls well below its own
+    accuracy at lr 0.001. Leaky ReLU is unstable at that rate (most seeds diverge: loss above
+    10x the initial, recorded as data); where it completes, it keeps its accuracy and beats
+    ReLU of the same seed."""
+    relu = table[table["activation"] == "relu"].groupby("lr")["final_test_accuracy"].mean()
+    assert relu[0.03] < relu[0.001] - 0.1, relu
     high = table[table["lr"] == 0.03].set_index(["activation", "seed"])
     for seed in (0, 1):
         leaky = high.loc[("leaky_relu", seed)]
-        relu = high.loc[("relu", seed)]
+        relu_run = high.loc[("relu", seed)]
+        assert relu_run["status"] == "completed"  # dead units stall ReLU; they do not blow up
         if leaky["status"] == "completed":
             assert leaky["final_test_accuracy"] > 0.85
-            assert leaky["final_test_accuracy"] > relu["final_test_accuracy"] + 0.2
+            assert leaky["final_test_accuracy"] > relu_run["final_test_accuracy"]
+        else:
+            assert leaky["status"] == "diverged"
 
 
 def test_figures_are_drawn(results, tmp_path):
