@@ -52,15 +52,17 @@ def optimizer_update_norms(params, grads, m, v, lo, hi, codes, hyper, lr, t):
     if opt == MOMENTUM_CODE:
         return _momentum(params, grads, v, lo, hi, cast(lr), wd, cast(hyper[H_MOMENTUM]),
                          codes[C_NESTEROV] != 0)
+    eps = cast(hyper[H_EPS])
+    zero = cast(0.0)
+    eps_in, eps_out = (eps, zero) if codes[C_EPS_INSIDE] != 0 else (zero, eps)
+    decay = hyper[H_DECAY]
     if opt == RMSPROP_CODE:
-        decay = hyper[H_DECAY]
         return _rmsprop(params, grads, v, lo, hi, cast(lr), wd,
-                        (cast(decay), cast(1.0 - decay), cast(hyper[H_EPS])),
-                        codes[C_EPS_INSIDE] != 0)
-    mu, decay = hyper[H_MOMENTUM], hyper[H_DECAY]
-    coef = (cast(mu), cast(1.0 - mu), cast(decay), cast(1.0 - decay),
-            cast(lr / (1.0 - mu ** t)), cast(1.0 / (1.0 - decay ** t)), cast(hyper[H_EPS]))
-    return _adam(params, grads, m, v, lo, hi, wd, coef, codes[C_EPS_INSIDE] != 0)
+                        (cast(decay), cast(1.0 - decay), eps_in, eps_out))
+    mu = hyper[H_MOMENTUM]
+    coef = (cast(mu), cast(1.0 - mu), cast(decay), cast(1.0 - decay), cast(lr / (1.0 - mu ** t)),
+            cast(1.0 / (1.0 - decay ** t)), eps_in, eps_out)
+    return _adam(params, grads, m, v, lo, hi, wd, coef)
 
 
 @kernel
@@ -103,63 +105,42 @@ def _momentum(params, grads, v, lo, hi, lr, wd, mu, nesterov):
 
 
 @kernel
-def _rmsprop(params, grads, v, lo, hi, lr, wd, coef, eps_inside):
-    """v = rho v + (1-rho) g^2; d = lr g / sqrt(v + eps) (or / (sqrt(v) + eps))."""
-    rho, one_minus_rho, eps = coef
+def _rmsprop(params, grads, v, lo, hi, lr, wd, coef):
+    """v = rho v + (1-rho) g^2; d = lr g / (sqrt(v + eps_in) + eps_out), with (eps_in, eps_out) =
+    (eps, 0) for the report's form and (0, eps) for PyTorch's: x + 0 is exact, so one
+    branch-free loop gives either form bitwise."""
+    rho, one_minus_rho, eps_in, eps_out = coef
     sq, w_sq = 0.0, 0.0
-    if eps_inside:
-        for i in range(lo, hi):
-            p = params[i]
-            g = grads[i] + wd * p
-            vi = rho * v[i] + one_minus_rho * g * g
-            v[i] = vi
-            d = lr * g / math.sqrt(vi + eps)
-            params[i] = p - d
-            sq += float(d) * float(d)
-            w_sq += float(p) * float(p)
-    else:
-        for i in range(lo, hi):
-            p = params[i]
-            g = grads[i] + wd * p
-            vi = rho * v[i] + one_minus_rho * g * g
-            v[i] = vi
-            d = lr * g / (math.sqrt(vi) + eps)
-            params[i] = p - d
-            sq += float(d) * float(d)
-            w_sq += float(p) * float(p)
+    for i in range(lo, hi):
+        p = params[i]
+        g = grads[i] + wd * p
+        vi = rho * v[i] + one_minus_rho * g * g
+        v[i] = vi
+        d = lr * g / (math.sqrt(vi + eps_in) + eps_out)
+        params[i] = p - d
+        sq += float(d) * float(d)
+        w_sq += float(p) * float(p)
     return sq, w_sq
 
 
 @kernel
-def _adam(params, grads, m, v, lo, hi, wd, coef, eps_inside):
-    """m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; d = [lr/(1-b1^t)] m / sqrt(v/(1-b2^t) + eps)
-    (or / (sqrt(v/(1-b2^t)) + eps)); coef = (b1, 1-b1, b2, 1-b2, lr/(1-b1^t), 1/(1-b2^t), eps)."""
-    b1, one_minus_b1, b2, one_minus_b2, step, inv_bc2, eps = coef
+def _adam(params, grads, m, v, lo, hi, wd, coef):
+    """m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; d = s m / (sqrt(v c + eps_in) + eps_out) with
+    coef = (b1, 1-b1, b2, 1-b2, s = lr/(1-b1^t), c = 1/(1-b2^t), eps_in, eps_out); the eps pair
+    as in _rmsprop."""
+    b1, one_minus_b1, b2, one_minus_b2, step, inv_bc2, eps_in, eps_out = coef
     sq, w_sq = 0.0, 0.0
-    if eps_inside:
-        for i in range(lo, hi):
-            p = params[i]
-            g = grads[i] + wd * p
-            mi = b1 * m[i] + one_minus_b1 * g
-            vi = b2 * v[i] + one_minus_b2 * g * g
-            m[i] = mi
-            v[i] = vi
-            d = step * mi / math.sqrt(vi * inv_bc2 + eps)
-            params[i] = p - d
-            sq += float(d) * float(d)
-            w_sq += float(p) * float(p)
-    else:
-        for i in range(lo, hi):
-            p = params[i]
-            g = grads[i] + wd * p
-            mi = b1 * m[i] + one_minus_b1 * g
-            vi = b2 * v[i] + one_minus_b2 * g * g
-            m[i] = mi
-            v[i] = vi
-            d = step * mi / (math.sqrt(vi * inv_bc2) + eps)
-            params[i] = p - d
-            sq += float(d) * float(d)
-            w_sq += float(p) * float(p)
+    for i in range(lo, hi):
+        p = params[i]
+        g = grads[i] + wd * p
+        mi = b1 * m[i] + one_minus_b1 * g
+        vi = b2 * v[i] + one_minus_b2 * g * g
+        m[i] = mi
+        v[i] = vi
+        d = step * mi / (math.sqrt(vi * inv_bc2 + eps_in) + eps_out)
+        params[i] = p - d
+        sq += float(d) * float(d)
+        w_sq += float(p) * float(p)
     return sq, w_sq
 
 
