@@ -1,0 +1,61 @@
+"""kernels/order_stats.py: order_statistics equals a full sort, bitwise, on spread data, heavy
+ties (at the ends and inside), saturated, ReLU-like and decade-spread outputs, signed zeros,
+infinities, NaN and tiny inputs."""
+import numpy as np
+import pytest
+
+from kernels.order_stats import order_statistics, order_statistics_reference
+
+
+def all_ranks(n):
+    return np.arange(n, dtype=np.int64)
+
+
+def cases(dtype):
+    rng = np.random.default_rng(0)
+    normal = rng.normal(size=5000)
+    yield "normal", normal
+    yield "relu", np.maximum(normal, 0.0)                    # half exact zeros (the minimum)
+    yield "saturated", np.clip(normal * 3, -1.0, 1.0)        # ties at both ends
+    yield "inner ties", np.round(normal * 2) / 2             # ties inside bins
+    yield "one value", np.full(300, 0.25)
+    yield "two values", np.where(normal > 0, 1.0, -2.0)
+    yield "heavy tail", rng.standard_cauchy(4000)            # most entries in a few bins
+    yield "clustered", np.r_[rng.normal(size=3000) * 1e-6, [1e6, -1e6]]
+    yield "single", np.array([3.5])
+    yield "pair", np.array([2.0, -1.0])
+    yield "fewer entries than buckets", rng.normal(size=700)
+    with np.errstate(over="ignore"):
+        yield "saturated sigmoid", 1.0 / (1.0 + np.exp(-30.0 * normal))  # decades near 0
+    yield "signed zeros", np.r_[np.zeros(50), -np.zeros(50), normal[:20]]
+    yield "subnormal and huge", np.r_[normal[:300] * 1e-310, normal[:300] * 1e300]
+    yield "with inf", np.r_[normal[:100], np.inf, -np.inf, np.inf]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_equals_a_full_sort_at_every_rank(dtype):
+    for name, values in cases(dtype):
+        with np.errstate(over="ignore", under="ignore"):  # float32: huge -> inf, tiny -> 0
+            values = np.asarray(values, dtype)
+        ranks = all_ranks(values.size)
+        got = order_statistics(values, ranks)
+        expected = order_statistics_reference(values, ranks)
+        assert np.array_equal(got, expected), name
+
+
+def test_percentile_ranks_of_a_large_array():
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=512 * 64).astype(np.float32)
+    n = values.size
+    ranks = np.array(sorted({int(q / 100 * (n - 1)) + d for q in (2, 15, 50, 85, 98)
+                             for d in (0, 1)}), np.int64)
+    assert np.array_equal(order_statistics(values, ranks), order_statistics_reference(values,
+                                                                                      ranks))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_any_nan_gives_nan_everywhere(dtype):
+    values = np.array([1.0, np.nan, -3.0, 2.0], dtype)
+    got = order_statistics(values, np.array([0, 3], np.int64))
+    assert np.isnan(got).all()
+    assert np.isnan(order_statistics_reference(values, [0, 3])).all()
