@@ -17,6 +17,7 @@ import numba
 from numba.core import config as numba_config
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+LANES = 16  # partial sums of a kernel_ordered reduction: one AVX-512 register of float32
 
 
 def _source_hash(folder=Path(__file__).parent):
@@ -37,11 +38,11 @@ def cache_dir_for(folder, prefix):
 CACHE_DIR = cache_dir_for(Path(__file__).parent, "kernels")
 
 
-def _cached(func, **options):
+def _cached(func, fastmath=FASTMATH, **options):
     previous = numba_config.CACHE_DIR
     numba_config.CACHE_DIR = CACHE_DIR
     try:
-        return numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=set(FASTMATH),
+        return numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=set(fastmath),
                           **options)(func)
     finally:
         numba_config.CACHE_DIR = previous
@@ -55,3 +56,12 @@ def kernel(func):
 def kernel_inline(func):
     """A kernel that callers compile into themselves (for tiny scalar helpers)."""
     return _cached(func, inline="always")
+
+
+def kernel_ordered(func):
+    """A kernel whose floating-point sums keep the order written: no `reassoc`, which lets
+    LLVM regroup a reduction as the inlining context of each compilation suggests, so the same
+    sum compiled in two processes (one fresh, one from the cache) could differ in its last
+    bits. Such kernels accumulate in LANES explicit partial sums (a vector register's worth,
+    each summed in order), combined in a fixed order at the end: vectorized and reproducible."""
+    return _cached(func, fastmath=FASTMATH - {"reassoc"})

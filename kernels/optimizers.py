@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from ._jit import kernel
+from ._jit import LANES, kernel, kernel_inline, kernel_ordered
 from .schedules import Schedule
 from .validation import check_choice, check_nonnegative, check_positive
 
@@ -65,83 +65,141 @@ def optimizer_update_norms(params, grads, m, v, lo, hi, codes, hyper, lr, t):
     return _adam(params, grads, m, v, lo, hi, wd, coef)
 
 
-@kernel
-def _sgd(params, grads, lo, hi, lr, wd):
-    """d = lr (g + wd theta); theta -= d."""
-    sq, w_sq = 0.0, 0.0
-    for i in range(lo, hi):
-        p = params[i]
-        d = lr * (grads[i] + wd * p)
-        params[i] = p - d
-        sq += float(d) * float(d)
-        w_sq += float(p) * float(p)
-    return sq, w_sq
+# Each update runs over full blocks of LANES entries (a constant trip count, so the block's
+# arithmetic vectorizes) and then the tail; entry lo + k's squares go to partial sum k % LANES,
+# in order, so the returned sums are the same bits in every compilation (kernel_ordered).
+# lo, hi: uint64 (no wraparound checks).
+STRIDE = np.uint64(LANES)
 
 
-@kernel
-def _momentum(params, grads, v, lo, hi, lr, wd, mu, nesterov):
+@kernel_inline
+def _sgd_at(params, grads, i, lr, wd):
+    """d = lr (g + wd theta); theta -= d. Returns (d, theta before)."""
+    p = params[i]
+    d = lr * (grads[i] + wd * p)
+    params[i] = p - d
+    return d, p
+
+
+@kernel_inline
+def _momentum_at(params, grads, v, i, lr, wd, mu, nesterov):
     """v = mu v + g; d = lr v (Nesterov: lr (g + mu v)); theta -= d."""
-    sq, w_sq = 0.0, 0.0
-    if nesterov:
-        for i in range(lo, hi):
-            p = params[i]
-            g = grads[i] + wd * p
-            vi = mu * v[i] + g
-            v[i] = vi
-            d = lr * (g + mu * vi)
-            params[i] = p - d
-            sq += float(d) * float(d)
-            w_sq += float(p) * float(p)
-    else:
-        for i in range(lo, hi):
-            p = params[i]
-            vi = mu * v[i] + (grads[i] + wd * p)
-            v[i] = vi
-            d = lr * vi
-            params[i] = p - d
-            sq += float(d) * float(d)
-            w_sq += float(p) * float(p)
-    return sq, w_sq
+    p = params[i]
+    g = grads[i] + wd * p
+    vi = mu * v[i] + g
+    v[i] = vi
+    d = lr * (g + mu * vi) if nesterov else lr * vi
+    params[i] = p - d
+    return d, p
 
 
-@kernel
-def _rmsprop(params, grads, v, lo, hi, lr, wd, coef):
+@kernel_inline
+def _rmsprop_at(params, grads, v, i, lr, wd, coef):
     """v = rho v + (1-rho) g^2; d = lr g / (sqrt(v + eps_in) + eps_out), with (eps_in, eps_out) =
-    (eps, 0) for the report's form and (0, eps) for PyTorch's: x + 0 is exact, so one
-    branch-free loop gives either form bitwise."""
+    (eps, 0) for the report's form and (0, eps) for PyTorch's (x + 0 is exact)."""
     rho, one_minus_rho, eps_in, eps_out = coef
-    sq, w_sq = 0.0, 0.0
-    for i in range(lo, hi):
-        p = params[i]
-        g = grads[i] + wd * p
-        vi = rho * v[i] + one_minus_rho * g * g
-        v[i] = vi
-        d = lr * g / (math.sqrt(vi + eps_in) + eps_out)
-        params[i] = p - d
-        sq += float(d) * float(d)
-        w_sq += float(p) * float(p)
-    return sq, w_sq
+    p = params[i]
+    g = grads[i] + wd * p
+    vi = rho * v[i] + one_minus_rho * g * g
+    v[i] = vi
+    d = lr * g / (math.sqrt(vi + eps_in) + eps_out)
+    params[i] = p - d
+    return d, p
 
 
-@kernel
-def _adam(params, grads, m, v, lo, hi, wd, coef):
+@kernel_inline
+def _adam_at(params, grads, m, v, i, wd, coef):
     """m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; d = s m / (sqrt(v c + eps_in) + eps_out) with
-    coef = (b1, 1-b1, b2, 1-b2, s = lr/(1-b1^t), c = 1/(1-b2^t), eps_in, eps_out); the eps pair
-    as in _rmsprop."""
+    coef = (b1, 1-b1, b2, 1-b2, s = lr/(1-b1^t), c = 1/(1-b2^t), eps_in, eps_out)."""
     b1, one_minus_b1, b2, one_minus_b2, step, inv_bc2, eps_in, eps_out = coef
-    sq, w_sq = 0.0, 0.0
-    for i in range(lo, hi):
-        p = params[i]
-        g = grads[i] + wd * p
-        mi = b1 * m[i] + one_minus_b1 * g
-        vi = b2 * v[i] + one_minus_b2 * g * g
-        m[i] = mi
-        v[i] = vi
-        d = step * mi / (math.sqrt(vi * inv_bc2 + eps_in) + eps_out)
-        params[i] = p - d
-        sq += float(d) * float(d)
-        w_sq += float(p) * float(p)
-    return sq, w_sq
+    p = params[i]
+    g = grads[i] + wd * p
+    mi = b1 * m[i] + one_minus_b1 * g
+    vi = b2 * v[i] + one_minus_b2 * g * g
+    m[i] = mi
+    v[i] = vi
+    d = step * mi / (math.sqrt(vi * inv_bc2 + eps_in) + eps_out)
+    params[i] = p - d
+    return d, p
+
+
+@kernel_inline
+def _blocks(lo, hi):
+    """(end of the full blocks, tail length) of [lo, hi)."""
+    full = lo + (hi - lo) // STRIDE * STRIDE
+    return full, hi - full
+
+
+@kernel_inline
+def _add_squares(acc, j, d, p):
+    acc[0, j] += float(d) * float(d)
+    acc[1, j] += float(p) * float(p)
+
+
+@kernel_ordered
+def _sgd(params, grads, lo, hi, lr, wd):
+    acc = np.zeros((2, LANES))
+    full, tail = _blocks(lo, hi)
+    for base in range(lo, full, STRIDE):
+        for j in range(LANES):
+            d, p = _sgd_at(params, grads, base + np.uint64(j), lr, wd)
+            _add_squares(acc, j, d, p)
+    for j in range(tail):
+        d, p = _sgd_at(params, grads, full + j, lr, wd)
+        _add_squares(acc, j, d, p)
+    return lane_sums(acc)
+
+
+@kernel_ordered
+def _momentum(params, grads, v, lo, hi, lr, wd, mu, nesterov):
+    acc = np.zeros((2, LANES))
+    full, tail = _blocks(lo, hi)
+    for base in range(lo, full, STRIDE):
+        for j in range(LANES):
+            d, p = _momentum_at(params, grads, v, base + np.uint64(j), lr, wd, mu, nesterov)
+            _add_squares(acc, j, d, p)
+    for j in range(tail):
+        d, p = _momentum_at(params, grads, v, full + j, lr, wd, mu, nesterov)
+        _add_squares(acc, j, d, p)
+    return lane_sums(acc)
+
+
+@kernel_ordered
+def _rmsprop(params, grads, v, lo, hi, lr, wd, coef):
+    acc = np.zeros((2, LANES))
+    full, tail = _blocks(lo, hi)
+    for base in range(lo, full, STRIDE):
+        for j in range(LANES):
+            d, p = _rmsprop_at(params, grads, v, base + np.uint64(j), lr, wd, coef)
+            _add_squares(acc, j, d, p)
+    for j in range(tail):
+        d, p = _rmsprop_at(params, grads, v, full + j, lr, wd, coef)
+        _add_squares(acc, j, d, p)
+    return lane_sums(acc)
+
+
+@kernel_ordered
+def _adam(params, grads, m, v, lo, hi, wd, coef):
+    acc = np.zeros((2, LANES))
+    full, tail = _blocks(lo, hi)
+    for base in range(lo, full, STRIDE):
+        for j in range(LANES):
+            d, p = _adam_at(params, grads, m, v, base + np.uint64(j), wd, coef)
+            _add_squares(acc, j, d, p)
+    for j in range(tail):
+        d, p = _adam_at(params, grads, m, v, full + j, wd, coef)
+        _add_squares(acc, j, d, p)
+    return lane_sums(acc)
+
+
+@kernel_ordered
+def lane_sums(acc):
+    """(sum of acc[0], sum of acc[1]) of the LANES partial sums, in lane order."""
+    a, b = 0.0, 0.0
+    for j in range(acc.shape[1]):
+        a += acc[0, j]
+        b += acc[1, j]
+    return a, b
 
 
 class Optimizer:
