@@ -191,6 +191,38 @@ def test_warm_cache_does_not_recompile(tmp_path):
     assert (misses, hits) == ("0", "1")
 
 
+def test_fresh_compile_and_cached_kernels_give_the_same_bits(tmp_path):
+    """Reproducible across processes: a process that compiles the kernels (empty cache) and one
+    that loads them from the cache train to the same bits, parameters and every record (the
+    norms' sums included), for every optimizer with clipping, in float32."""
+    code = ("import hashlib, numpy as np\n"
+            "from kernels import MLP\n"
+            "from kernels.clipping import GlobalNorm\n"
+            "from kernels.layout import allocate_record\n"
+            "from kernels.optimizers import SGD, Momentum, RMSProp, Adam\n"
+            "rng = np.random.default_rng(0)\n"
+            "x = rng.normal(size=(64, 13)).astype(np.float32); y = rng.integers(0, 3, 64)\n"
+            "digest = hashlib.sha256()\n"
+            "for opt in (SGD(lr=0.3), Momentum(lr=0.1, nesterov=True), RMSProp(lr=0.01),\n"
+            "            Adam(lr=0.01, eps_inside_sqrt=False)):\n"
+            "    net = MLP([13, 37, 21, 3], activation='tanh', dtype='float32', seed=1)\n"
+            "    rec = allocate_record(12, net.n_layers)\n"
+            "    xk, yk = net.check_batch(x, y)\n"
+            "    order = rng.permutation(np.tile(np.arange(64), 3))[:12 * 16].astype(np.int64)\n"
+            "    net.run_steps(xk, yk, order, 16, opt, GlobalNorm(0.5), rec)\n"
+            "    digest.update(net.params.tobytes())\n"
+            "    for field in rec:\n"
+            "        digest.update(np.ascontiguousarray(field).tobytes())\n"
+            "print(digest.hexdigest())\n")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    run = lambda: subprocess.run([sys.executable, "-c", code], cwd=root, env=env,
+                                 capture_output=True, text=True, check=True).stdout.strip()
+    fresh = run()
+    assert any((tmp_path / "cache").rglob("*.nbi"))  # the first process filled the cache
+    assert run() == fresh
+
+
 def test_evaluation_loss_is_exact_for_confidently_wrong_float32_networks():
     net = MLP([2, 3], activation=[], dtype="float32", seed=0)
     net.weights[0][...] = [[1e4, 0], [0, 1e4], [-1e4, 0]]
