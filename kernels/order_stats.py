@@ -10,8 +10,8 @@ k-th value is found digit by digit from the top, 11 bits at a time:
    bucket's keys still differ is counted, and only the keys of the rank's digit are kept.
 Every level costs three passes over what is left and removes at least one bit of difference,
 whatever the distribution (values spread over decades, heavy ties, saturated ends); a bucket of
-equal keys (ReLU zeros) ends at once. Any NaN gives NaN
-for every rank (a sort puts NaN last, and percentiles of it are NaN).
+equal keys (ReLU zeros) ends at once. Any NaN gives NaN for every rank (a sort puts NaN last,
+and percentiles of it are NaN).
 Reference: `order_statistics_reference` (np.sort).
 """
 import numpy as np

@@ -17,10 +17,8 @@ does not apply, so tables from different networks stack with stable columns):
 
 Cost: one compiled forward pass over the rows plus, per layer, mean/std and the exact order
 statistics of each buffer (z, h, a) by two histogram passes (kernels.order_stats), O(n) with
-n = rows x units, instead of a sort (measured 5-10x faster at 512 x 64).
-Measured (2 loaded cores, 1 BLAS thread, [20, 256 x 5, 10], 512 rows): 30 ms (relu) / 67 ms
-(tanh) against 38 / 91 ms for one training step on the same rows: below 2% of training at
-metrics_every = 50.
+n = rows x units, instead of a sort (2-5x faster at 512 x 64 rows x units on every activation
+distribution: `python scripts/measure_percentiles.py`).
 It reuses the network's workspace (growing it to len(x) rows), so call it between steps.
 """
 from collections.abc import Mapping

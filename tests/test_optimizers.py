@@ -1,6 +1,7 @@
 """Tests for kernels.optimizers: the flat-buffer update kernel against torch.optim (same gradient
 sequence, parameters compared after every step), the eps placement switch, injected states,
-the fused MLP.train_step against a torch twin, convergence, float32 and argument checks."""
+the fused MLP.train_step against a torch twin, float32 and argument checks (convergence:
+test_optimizer_convergence.py)."""
 import math
 
 import numpy as np
@@ -15,7 +16,6 @@ from kernels.clipping import Clip
 from kernels.optimizers import (OPTIMIZERS, SGD, Adam, Momentum, RMSProp, make_optimizer,
                                 optimizer_update, optimizer_update_norms,
                                 update_reference)
-from kernels.schedules import Exponential
 
 N_STEPS = 60
 N_PARAMS = 37
@@ -449,70 +449,6 @@ def test_optimizer_refuses_a_second_network():
     a.train_step(x, y, opt)
     with pytest.raises(ValueError, match="another network"):
         b.train_step(x, y, opt)
-
-
-# ---------------------------------------------------------------- convergence
-
-
-def minimize(opt, grad, x0, n_steps):
-    params = np.array(x0, np.float64)
-    m, v = kernel_state(params.size)
-    g = np.empty_like(params)
-    for t in range(1, n_steps + 1):
-        g[:] = grad(params)
-        kernel_step(opt, params, g, m, v, t)
-    return params
-
-
-QUAD_A = np.linspace(1.0, 10.0, 10)
-QUAD_C = np.random.default_rng(11).normal(size=10)
-
-# (optimizer, steps) reaching the optimum of 0.5 sum a_i (x_i - c_i)^2, a in [1, 10]
-QUADRATIC = {
-    "sgd": (SGD(0.1), 300),
-    "momentum": (Momentum(0.02, 0.9), 400),
-    "nesterov": (Momentum(0.02, 0.9, nesterov=True), 400),
-    "rmsprop": (RMSProp(0.05, 0.9, schedule=Exponential(1e-3 ** (1 / 2000))), 2000),
-    "rmsprop-eps-outside": (RMSProp(0.05, 0.9, eps_inside_sqrt=False,
-                                    schedule=Exponential(1e-3 ** (1 / 2000))), 2000),
-    "adam": (Adam(0.1, schedule=Exponential(1e-2 ** (1 / 2000))), 2000),
-    "adam-eps-outside": (Adam(0.1, eps_inside_sqrt=False,
-                              schedule=Exponential(1e-2 ** (1 / 2000))), 2000),
-}
-
-# (optimizer, steps) reaching (1, 1) on Rosenbrock from (-1.2, 1)
-ROSENBROCK = {
-    "sgd": (SGD(1e-3), 20000),
-    "momentum": (Momentum(1e-3, 0.9), 5000),
-    "nesterov": (Momentum(1e-3, 0.9, nesterov=True), 5000),
-    "rmsprop": (RMSProp(1e-2, 0.9, schedule=Exponential(1e-3 ** (1 / 10000))), 10000),
-    "rmsprop-eps-outside": (RMSProp(1e-2, 0.9, eps_inside_sqrt=False,
-                                    schedule=Exponential(1e-3 ** (1 / 10000))), 10000),
-    "adam": (Adam(1e-2, 0.9, 0.999, schedule=Exponential(0.1 ** (1 / 10000))), 10000),
-    "adam-eps-outside": (Adam(1e-2, 0.9, 0.999, eps_inside_sqrt=False,
-                              schedule=Exponential(0.1 ** (1 / 10000))), 10000),
-}
-
-
-def rosenbrock_grad(p):
-    x, y = p
-    return np.array([-2 * (1 - x) - 400 * x * (y - x * x), 200 * (y - x * x)])
-
-
-@pytest.mark.parametrize("key", sorted(QUADRATIC))
-def test_converges_on_quadratic(key):
-    opt, n_steps = QUADRATIC[key]
-    x = minimize(opt, lambda p: QUAD_A * (p - QUAD_C), np.zeros(10), n_steps)
-    err = np.abs(x - QUAD_C).max()
-    assert err < 1e-4, f"{key}: max |x - x*| = {err:.2e} after {n_steps} steps"
-
-
-@pytest.mark.parametrize("key", sorted(ROSENBROCK))
-def test_converges_on_rosenbrock(key):
-    opt, n_steps = ROSENBROCK[key]
-    x = minimize(opt, rosenbrock_grad, [-1.2, 1.0], n_steps)
-    err = np.abs(x - 1.0).max()
-    assert err < 1e-3, f"{key}: max |x - (1, 1)| = {err:.2e} after {n_steps} steps"
 
 
 # ---------------------------------------------------------------- argument checks
