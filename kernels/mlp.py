@@ -12,20 +12,13 @@ from .layout import allocate_record, allocate_workspace, build_netspec, pack_net
     pack_record, pack_workspace, running_stats_buffer
 from .losses import LOSSES
 from .optimizers import Optimizer
+from .training import DivergenceError, fit as fit_epochs
 from .validation import check_choice, check_dtype, check_inputs, check_nonnegative, \
     check_positive, check_targets
 
 RELU_FAMILY = {"relu", "leaky_relu", "elu", "gelu", "gelu_tanh"}
 NO_CLIP = Clip()
 _ATTRIBUTE_GETTERS = {}  # optimizer type -> attrgetter of its hyperparameter attributes
-
-
-class DivergenceError(FloatingPointError):
-    """A training step produced a non-finite loss or gradient; the step was not applied."""
-
-    def __init__(self, message, step):
-        super().__init__(message)
-        self.step = step
 
 
 class MLP:
@@ -401,8 +394,7 @@ class MLP:
 
     def fit(self, x, y, opt, **options):
         """Trains for some epochs (see kernels.training.fit); returns a History."""
-        from .training import fit
-        return fit(self, x, y, opt, **options)
+        return fit_epochs(self, x, y, opt, **options)
 
     def predict(self, x):
         """Class labels (argmax of the output) in evaluation mode."""

@@ -10,8 +10,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .layout import allocate_record
-from .mlp import DivergenceError
 from .validation import check_positive_int
+
+class DivergenceError(FloatingPointError):
+    """A training step produced a non-finite loss or gradient; the step was not applied."""
+
+    def __init__(self, message, step):
+        super().__init__(message)
+        self.step = step
+
 
 STEP_FIELDS = ("loss", "grad_norm", "grad_norm_clipped", "lr")
 LAYER_FIELDS = ("w_grad_norm", "b_grad_norm", "delta_norm", "w_norm", "w_update_norm")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check of gradlab's CUDA path (kernels/cuda): runs tests/test_cuda.py on a real GPU (the
+# GPU check of gradlab's CUDA path (kernels/cuda): runs tests/kernels/test_cuda.py on a real GPU (the
 # numba-cuda simulator switched off), then a small benchmark (`gradlab bench --device cuda`,
 # studies/bench_gpu.py: CudaMLP and
 # CudaMultiMLP training steps against PyTorch CUDA, printed as a ratio table). No network needed;
@@ -28,8 +28,8 @@ print('python', __import__('sys').version.split()[0], '| numpy', numpy.__version
 "$PY" -c "import kernels.cuda as kc, sys; kc.require(); print('GPU:', kc.device_name())" || {
     echo "gpu_check: no usable CUDA GPU (see the error above)"; exit 2; }
 
-echo "== tests/test_cuda.py on the GPU"
-timeout 200 "$PY" -m pytest tests/test_cuda.py -q -rs -p no:cacheprovider
+echo "== tests/kernels/test_cuda.py on the GPU"
+timeout 200 "$PY" -m pytest tests/kernels/test_cuda.py -q -rs -p no:cacheprovider
 tests=$?
 
 echo "== benchmark"

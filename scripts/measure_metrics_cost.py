@@ -2,7 +2,7 @@
 import time
 from threadpoolctl import threadpool_limits
 from studies.config import resolve
-from studies.execute import train_run
+from studies.run.execute import train_run
 base = dict(dataset="digits", width=64, depth=10, activation="tanh", init="xavier_normal",
             optimizer="sgd", lr=0.05, batch_size=64, steps=3000, dtype="float32")
 with threadpool_limits(1):

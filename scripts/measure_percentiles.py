@@ -1,5 +1,5 @@
 """Percentiles of one layer's 512 x 64 float32 activations: gradlab's exact order statistics
-(kernels.order_stats, as studies.metrics uses them) against a full NumPy sort, on the
+(kernels.order_stats, as studies.analysis.metrics uses them) against a full NumPy sort, on the
 distributions the studies produce. Prints microseconds per call (best of 5 x 100 calls).
 
     python scripts/measure_percentiles.py
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from studies.metrics import PERCENTILES, _percentiles  # noqa: E402
+from studies.analysis.metrics import PERCENTILES, _percentiles  # noqa: E402
 
 
 def best_of(fn, calls=100, repeats=5):

@@ -36,7 +36,7 @@ class Field:
 
 FIELDS = {
     # data
-    "dataset": Field(str, "digits", "dataset name or file path (see studies.data)"),
+    "dataset": Field(str, "digits", "dataset name or file path (see studies.data.datasets)"),
     "dataset_options": Field(dict, None, "builder options of the dataset, e.g. {noise = 0.2}",
                              nullable=True),
     "data_seed": Field(int, 0, "seed of the dataset's split/generation", minimum=0),

@@ -5,7 +5,7 @@
     seeds = [0, 1]
     [fixed]            # configuration keys (studies.config.FIELDS) held constant
     [axes]             # key = [values]: the grid is their Cartesian product
-    [labels]           # pathology thresholds (studies.labels.Thresholds)
+    [labels]           # pathology thresholds (studies.analysis.labels.Thresholds)
     [scales.smoke]     # overrides per scale: seeds, and [scales.smoke.fixed] / [scales.smoke.axes]
 
 Every error names the file, the key, the bad value and what is allowed.
@@ -177,7 +177,7 @@ def parse_spec(raw, path="<spec>"):
             scales[scale]["seeds"] = _check_seeds(table["seeds"], f"{where} seeds")
     labels = raw.get("labels", {})
     try:
-        from .labels import Thresholds
+        from studies.analysis.labels import Thresholds
         Thresholds.from_dict(labels)
     except ValueError as err:
         raise SpecError(f"{path} [labels]: {err}") from None

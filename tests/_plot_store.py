@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from studies.config import resolve
-from studies.metrics import LAYER_COLUMNS
+from studies.analysis.metrics import LAYER_COLUMNS
 
 FACTOR = {("sigmoid", "glorot_standard"): 0.25, ("sigmoid", "xavier_normal"): 0.6,
           ("relu", "glorot_standard"): 0.8, ("relu", "he_normal"): 1.0,

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import studies
 from studies.plots import current, draw
-from studies.runner import run_study
+from studies.run.runner import run_study
 from studies.spec import load_spec
 
 

@@ -5,8 +5,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".numba_cache"))
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for path in (ROOT, ROOT / "tests"):  # the packages, and the shared test helpers (_torch_helpers ...)
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 
 
 def _cuda_usable():
@@ -20,6 +21,6 @@ def _cuda_usable():
 
 
 # The CUDA kernel tests need a GPU or the simulator (which must be switched on before numba is
-# imported): without either they are not collected here; tests/test_cuda_sim.py runs them in a
+# imported): without either they are not collected here; tests/kernels/test_cuda_sim.py runs them in a
 # subprocess under the simulator, and scripts/gpu_check.sh on a real GPU.
-collect_ignore = [] if _cuda_usable() else ["test_cuda.py"]
+collect_ignore = [] if _cuda_usable() else ["kernels/test_cuda.py"]

@@ -137,3 +137,14 @@ def draw(results, out_dir, names=None, errors=None, dpi=None, pdf=True):
             errors.append((name, f"{type(err).__name__}: {err} "
                                  f"({Path(where.filename).name}:{where.lineno})"))
     return made
+
+
+def load_current(path):
+    """The runs of a store's latest sweep (studies.plots.current); a store without runs is an
+    error naming the path."""
+    from studies.store import load
+    results = current(load(path))
+    if results.runs.empty:
+        raise ValueError(f"{path}: the store holds no runs yet (run the study first: "
+                         f"gradlab run <study> --out {path})")
+    return results

@@ -14,7 +14,7 @@ Layers are numbered 1..L with L = depth + 1: `depth` hidden layers and the outpu
 import numpy as np
 import pandas as pd
 
-from ..labels import Thresholds, parse_labels
+from studies.analysis.labels import Thresholds, parse_labels
 from .style import ACTIVATION_COLORS, INIT_COLORS, display, fmt
 
 GROUP = ("activation", "init", "depth")

@@ -1,6 +1,6 @@
 """Figures of the `mean_field` study (Poole et al. 2016; Schoenholz et al. 2017; report sec. 8):
 the measured per-layer growth of the backpropagated gradient at initialization against the
-mean-field factor chi_1 (kernels.theory), for tanh and ReLU across sigma_w^2.
+mean-field factor chi_1 (studies.theory.mean_field), for tanh and ReLU across sigma_w^2.
 
 Measured quantity (stated in every caption): ||delta_l||, the batch mean of the per-example
 norms of delta_l = dL/dz_l, recorded at step 0 (the first batch, before any update). The
@@ -15,7 +15,7 @@ prediction sum_k log chi_1(q_k) with q_k = E[z_k^2] measured at layer k.
 - mean_field_chi1: chi_1 against sigma_w^2, theory curve and measured points (min-max over
   seeds), and the residual measured - predicted log chi_1.
 - mean_field_phase: the order-to-chaos line (critical sigma_w^2 against sigma_b^2, from
-  kernels.theory.critical_sigma_w2) with the runs placed on it, colored by measured log chi_1.
+  studies.theory.mean_field.critical_sigma_w2) with the runs placed on it, colored by measured log chi_1.
 """
 import math
 
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from kernels import theory
+from studies.theory import mean_field as theory
 
 from . import Figure, figure
 from ._runs import failed_note, runs_with_data
@@ -344,7 +344,7 @@ def mean_field_phase(results):
     numbers["same_phase"] = int(sum(sides))
     numbers["configurations"] = len(sides)
     caption = (f"Order-to-chaos phase diagram: the critical sigma_w^2 at which chi_1 = 1, "
-               f"against sigma_b^2 (kernels.theory.critical_sigma_w2; blue: ordered, "
+               f"against sigma_b^2 (studies.theory.mean_field.critical_sigma_w2; blue: ordered, "
                f"gradients vanish; red: chaotic, they explode), with the studied "
                f"configurations colored by their measured log chi_1 (mean over seeds). "
                f"Critical line: {'; '.join(lines)}. {sum(sides)} of {len(sides)} "

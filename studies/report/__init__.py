@@ -1,0 +1,1 @@
+"""The study report: every bundled study run, drawn and gathered in Markdown and HTML."""

@@ -1,0 +1,168 @@
+"""studies.analysis.labels: pathology labels on real networks built to vanish, explode, die, saturate,
+diverge and stay healthy; threshold overrides and their validation; the string form."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kernels import MLP, SGD
+from studies.analysis.labels import LABELS, Thresholds, diverged_now, format_labels, label_run, \
+    parse_labels
+from studies.analysis.metrics import layer_statistics, merge_layer_rows, step_frames
+
+
+def data(n=64, d=8, k=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, d)), rng.integers(0, k, n)
+
+
+def tables(net, x, y, lr=1e-12, epochs=1, batch_size=None):
+    """Per-step and per-layer tables of a fit, with activation metrics before and after."""
+    before = layer_statistics(net, x)
+    hist = net.fit(x, y, SGD(lr=lr), epochs=epochs, batch_size=batch_size, evaluate=False)
+    per_step, kernel = step_frames(hist.steps)
+    metrics = [{"step": 0, **r} for r in before]
+    if not hist.diverged:
+        metrics += [{"step": len(per_step), **r} for r in layer_statistics(net, x)]
+    return per_step, merge_layer_rows(kernel, metrics), hist
+
+
+def labels_of(net, thresholds=None, **fit):
+    x, y = data(d=net.sizes[0], k=net.sizes[-1])
+    if not net.classification:
+        y = np.random.default_rng(1).normal(size=(len(x), net.sizes[-1]))
+    per_step, layers, _ = tables(net, x, y, **fit)
+    return label_run(per_step, layers, thresholds)
+
+
+def test_deep_sigmoid_with_small_naive_init_vanishes_at_step_0():
+    net = MLP([8] + [32] * 10 + [4], activation="sigmoid", init="naive_normal",
+              init_scale=0.1, seed=0)
+    run, layers = labels_of(net)
+    assert run["vanishing"] == 0 and "exploding" not in run
+    vanishing = set(layers.loc[layers.label == "vanishing", "layer"])
+    assert 1 in vanishing and 11 not in vanishing
+    assert format_labels(run).startswith("vanishing@0")
+
+
+@pytest.mark.parametrize("activation,gain,depth,thresholds", [
+    ("tanh", 10.0, 15, {"exploding_norm": 1e30}),  # chaotic tanh: the layer ratio alone (~1e4)
+    ("identity", 3.0, 12, {})])                    # deep linear: ratio ~0.3, global norm ~1e13
+def test_large_gain_explodes(activation, gain, depth, thresholds):
+    net = MLP([8] + [32] * depth + [4], activation=activation, init="lecun_normal", gain=gain,
+              loss="mse", seed=0)
+    run, _ = labels_of(net, thresholds)
+    assert run["exploding"] == 0 and "vanishing" not in run
+
+
+def test_relu_with_large_negative_biases_dies_in_that_layer():
+    net = MLP([8, 16, 16, 4], activation="relu", seed=0)
+    net.biases[1][...] = -100.0
+    run, layers = labels_of(net)
+    assert run["dead"] == 0
+    assert set(layers.loc[layers.label == "dead", "layer"]) == {2}
+    assert "healthy" in set(layers.loc[layers.layer == 1, "label"])
+
+
+def test_sigmoid_with_huge_weights_saturates():
+    net = MLP([8, 32, 32, 4], activation="sigmoid", init="naive_normal", init_scale=20.0,
+              seed=0)
+    run, layers = labels_of(net)
+    assert run["saturated"] == 0
+    assert {1, 2} <= set(layers.loc[layers.label == "saturated", "layer"])
+
+
+def test_huge_learning_rate_diverges_and_stops_where_the_kernel_stopped():
+    net = MLP([8, 32, 32, 1], activation="tanh", loss="mse", seed=0)
+    x, _ = data()
+    y = np.random.default_rng(1).normal(size=(len(x), 1))
+    per_step, layers, hist = tables(net, x, y, lr=50.0, epochs=20, batch_size=16)
+    assert hist.diverged
+    run, _ = label_run(per_step, layers)
+    assert 0 < run["diverged"] <= hist.diverged_step
+    assert not math.isfinite(per_step["loss"].iloc[-1]) or \
+        not math.isfinite(per_step["grad_norm"].iloc[-1])
+
+
+def test_shallow_tanh_with_xavier_init_is_healthy_through_training():
+    net = MLP([8, 16, 4], activation="tanh", init="xavier_normal", seed=0)
+    run, layers = labels_of(net, lr=0.1, epochs=5, batch_size=16)
+    assert run == {"healthy": 0} and format_labels(run) == "healthy"
+    assert list(layers.label) == ["healthy", "healthy"] and list(layers.layer) == [1, 2]
+
+
+def test_threshold_overrides_change_the_outcome():
+    net = MLP([8] + [32] * 10 + [4], activation="sigmoid", init="naive_normal",
+              init_scale=0.1, seed=0)
+    x, y = data()
+    per_step, layers, _ = tables(net, x, y)
+    assert "vanishing" in label_run(per_step, layers)[0]
+    assert "vanishing" not in label_run(per_step, layers, {"vanishing_ratio": 1e-30})[0]
+    healthy = MLP([8, 16, 4], activation="tanh", seed=0)
+    per_step, layers, _ = tables(healthy, x, y)
+    assert label_run(per_step, layers, Thresholds(exploding_norm=1e-6))[0] == {"exploding": 0}
+
+
+def test_bad_threshold_keys_and_values_are_errors():
+    with pytest.raises(ValueError, match=r"'vanish'.*allowed: vanishing_ratio, exploding_ratio"):
+        Thresholds.from_dict({"vanish": 1e-3})
+    for bad in ({"dead_fraction": 1.5}, {"exploding_norm": -1.0}, {"vanishing_ratio": "x"},
+                {"divergence_factor": float("nan")}, {"saturated_fraction": True},
+                {"vanishing_ratio": 1e4}):
+        with pytest.raises(ValueError, match="thresholds"):
+            Thresholds.from_dict(bad)
+    assert Thresholds.from_dict(None) == Thresholds()
+    assert Thresholds.from_dict({"dead_fraction": 0.9}).dead_fraction == 0.9
+
+
+def layer_frame(rows):
+    return pd.DataFrame(rows, columns=["step", "layer", "w_grad_norm", "w_norm",
+                                       "saturated_fraction", "dead_fraction"])
+
+
+def test_mostly_saturated_layer_fires_and_first_step_is_reported():
+    hist = pd.DataFrame({"step": [0, 10, 20], "loss": [2.3, 2.0, 1.9], "grad_norm": 1.0})
+    layers = layer_frame([(0, 1, 1.0, 1.0, 0.1, np.nan), (0, 2, 1.0, 1.0, 0.2, np.nan),
+                          (10, 1, 1.0, 1.0, 0.3, np.nan), (10, 2, 1.0, 1.0, 0.6, np.nan),
+                          (20, 1, 1.0, 1.0, 0.55, np.nan), (20, 2, 1.0, 1.0, 0.9, np.nan)])
+    run, per_layer = label_run(hist, layers)
+    assert run == {"saturated": 10}
+    assert per_layer.values.tolist() == [[1, "saturated", 20], [2, "saturated", 10]]
+
+
+def test_metric_only_nan_rows_are_not_non_finite_gradients():
+    hist = pd.DataFrame({"step": [0, 1], "loss": [1.0, 0.9], "grad_norm": [1.0, 1.0]})
+    layers = layer_frame([(0, 1, 1.0, 1.0, np.nan, 0.0), (0, 2, 2.0, 1.0, np.nan, 0.0),
+                          (1, 1, 1.0, 1.0, np.nan, np.nan), (1, 2, 2.0, 1.0, np.nan, np.nan),
+                          (2, 1, np.nan, np.nan, np.nan, 0.0), (2, 2, np.nan, np.nan, np.nan, 0.0)])
+    assert label_run(hist, layers)[0] == {"healthy": 0}
+    assert label_run(None, layers)[0] == {"healthy": 0}  # kernel rows found through w_norm
+    layers.loc[2, "w_grad_norm"] = np.nan  # a real NaN at a kernel step
+    assert label_run(hist, layers)[0] == {"exploding": 1}
+
+
+def test_divergence_rules():
+    t = Thresholds()
+    assert diverged_now(float("nan"), 2.3, t) and diverged_now(float("inf"), 2.3)
+    assert diverged_now(23.1, 2.3) and not diverged_now(22.9, 2.3)
+    assert not diverged_now(5.0, 0.0) and not diverged_now(5.0, float("nan"))
+    assert diverged_now(5.0, 0.4, Thresholds(divergence_factor=2.0))
+    hist = pd.DataFrame({"step": [0, 1, 2, 3], "loss": [1.0, 5.0, 11.0, np.nan]})
+    assert label_run(hist, None)[0] == {"diverged": 2}
+
+
+def test_format_and_parse_labels():
+    run = {"dead": 120, "vanishing": 0, "exploding": 120}
+    text = format_labels(run)
+    assert text == "vanishing@0,exploding@120,dead@120"
+    assert parse_labels(text) == run
+    assert parse_labels("healthy") == {"healthy": 0} and format_labels({}) == ""
+    with pytest.raises(ValueError, match="allowed"):
+        parse_labels("wobbly@3")
+    assert set(LABELS) == {"vanishing", "exploding", "dead", "saturated", "diverged"}
+
+
+def test_no_rows_give_no_labels():
+    run, per_layer = label_run(pd.DataFrame(), pd.DataFrame())
+    assert run == {} and list(per_layer.columns) == ["layer", "label", "first_step"]
