@@ -117,7 +117,7 @@ def test_bench_on_cuda_without_a_gpu_is_a_one_line_error():
     from pathlib import Path
     root = Path(__file__).resolve().parents[3]
     env = {k: v for k, v in __import__("os").environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    result = subprocess.run([sys.executable, "-m", "studies.cli.main", "bench", "--device", "cuda"],
+    result = subprocess.run([sys.executable, "-m", "studies.cli", "bench", "--device", "cuda"],
                             cwd=root, env={**env, "CUDA_VISIBLE_DEVICES": ""},
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def gradlab(*args):
-    return subprocess.run([sys.executable, "-m", "studies.cli.main", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "studies.cli", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
 
 

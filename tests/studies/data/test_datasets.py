@@ -4,6 +4,9 @@ import dataclasses
 import gzip
 import random
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -459,3 +462,23 @@ def test_idx_images_file_without_labels(tmp_path):
     path = write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((4, 2, 2), dtype=np.uint8))
     with pytest.raises(DatasetError, match=r"labels file train-labels-idx1-ubyte\[\.gz\] not found"):
         load_dataset(str(path))
+
+
+def test_digits_are_scikit_learns_own_arrays_read_without_importing_it():
+    from sklearn.datasets import load_digits
+
+    from studies.data.datasets import digits_arrays
+
+    pixels, labels = digits_arrays()
+    bunch = load_digits()
+    assert pixels.dtype == bunch.data.dtype and labels.dtype == bunch.target.dtype
+    assert np.array_equal(pixels, bunch.data) and np.array_equal(labels, bunch.target)
+
+
+def test_loading_digits_does_not_import_scikit_learn():
+    code = ("import sys; from studies.data import load_dataset; load_dataset('digits'); "
+            "print('sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[3])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

@@ -76,7 +76,7 @@ def test_sigkill_mid_sweep_then_resume_keeps_every_run_once(tmp_path):
         'width = 32\ndepth = 3\nsteps = 400\nmetrics_every = 100\nbatch_size = 32\n'
         'dtype = "float64"\n[axes]\nactivation = ["tanh", "relu", "elu"]\n')
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "studies.cli.main", "run", str(spec_file), "--workers", "0",
+    command = [sys.executable, "-m", "studies.cli", "run", str(spec_file), "--workers", "0",
                "--out", str(out)]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
