@@ -1,15 +1,19 @@
 """The one tolerance rule: |actual - expected| <= atol + rtol |expected|, per dtype.
 
 Used by the tests and by the benchmark's validation step; a failure lists the worst mismatches.
+Two tables of (atol, rtol) per dtype: the default, for whole computations (a training step, a
+network's gradients), and `strict`, for a handful of arithmetic operations on O(1) values (one
+optimizer update, one clipping), where anything looser would hide a bug.
 """
 import numpy as np
 
 TOLERANCES = {np.dtype(np.float64): (1e-12, 1e-10), np.dtype(np.float32): (1e-5, 1e-4)}
+STRICT_TOLERANCES = {np.dtype(np.float64): (1e-14, 1e-12), np.dtype(np.float32): (1e-6, 2e-5)}
 
 
-def tolerance(dtype):
+def tolerance(dtype, strict=False):
     """(atol, rtol) for a dtype."""
-    return TOLERANCES[np.dtype(dtype)]
+    return (STRICT_TOLERANCES if strict else TOLERANCES)[np.dtype(dtype)]
 
 
 def mismatch_report(actual, expected, atol, rtol, name="value", worst=5):
@@ -30,11 +34,14 @@ def mismatch_report(actual, expected, atol, rtol, name="value", worst=5):
     return "\n".join(lines)
 
 
-def assert_close(actual, expected, dtype=np.float64, name="value", atol=None, rtol=None):
-    """Raises AssertionError listing the worst mismatches; tolerances default per dtype."""
-    default_atol, default_rtol = tolerance(dtype)
-    report = mismatch_report(actual, expected, default_atol if atol is None else atol,
-                             default_rtol if rtol is None else rtol, name)
+def assert_close(actual, expected, dtype=np.float64, name="value", atol=None, rtol=None,
+                 strict=False, scale=1.0):
+    """Raises AssertionError listing the worst mismatches. Tolerances default to the dtype's
+    (strict: the table for a few operations), times `scale` for longer computations."""
+    default_atol, default_rtol = tolerance(dtype, strict)
+    report = mismatch_report(actual, expected,
+                             scale * (default_atol if atol is None else atol),
+                             scale * (default_rtol if rtol is None else rtol), name)
     if report:
         raise AssertionError(report)
 

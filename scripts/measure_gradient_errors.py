@@ -4,7 +4,7 @@ import sys; from pathlib import Path; sys.path.insert(0, str(Path(__file__).reso
 import numpy as np
 from tests.test_mlp_gradients import CASES, ARCHITECTURES, make_case, finite_differences
 from kernels.tolerance import relative_error
-from tests._torch_mlp import torch_trace
+from tests._torch_twin import torch_trace
 worst_fd, worst_torch, n_fd, n_torch = 0, 0, 0, 0
 for act, loss, bn in CASES:
     for i, sizes in enumerate(ARCHITECTURES):

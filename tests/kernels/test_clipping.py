@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from _torch_helpers import (TOL, assert_close, assert_close_dtype, random_batch,
-                            torch_flat_grads, torch_flat_params, torch_forward_backward,
-                            torch_linears, torch_twin)
+from _torch_helpers import random_batch
+from _torch_twin import (torch_flat_grads, torch_flat_params, torch_forward_backward,
+                         torch_linears, torch_twin)
+from kernels.tolerance import assert_close
 from kernels import MLP
 from kernels.clipping import (CLIP_EPS, CLIPPING, Clip, GlobalNorm, LayerNorm, Value,
                               clip_gradients, clip_reference)
 from kernels.layout import build_netspec
 from kernels.optimizers import SGD, Adam, Momentum
 
-RTOL64, ATOL64 = TOL[np.dtype(np.float64)]
 SIZES = [5, 8, 6, 3]
 LAYER_SCALES = [0.3, 2.0, 6.0]  # per-layer gradient scales: layer norms about 2, 14, 25
 
@@ -115,14 +115,14 @@ def test_kernel_matches_torch(case):
         c = float(threshold(g))
         want, before, after = torch_clip(g, mode, c)
         got, got_after = kernel_clip(g, mode, c)
-        assert_close(got, want, RTOL64, ATOL64, f"{mode} c={c:g} grads", group="clip-vs-torch")
-        assert_close(got_after, after, RTOL64, ATOL64, f"{mode} norm after",
-                     group="clip-vs-torch")
-        assert_close(reference_clip(g, mode, c), want, RTOL64, ATOL64, f"{mode} reference",
-                     group="clip-vs-torch")
+        assert_close(got, want, np.float64, f"{mode} c={c:g} grads", strict=True)
+        assert_close(got_after, after, np.float64, f"{mode} norm after", strict=True)
+        assert_close(reference_clip(g, mode, c), want,
+                     np.float64, f"{mode} reference", strict=True)
         changed = not np.array_equal(want, g)
         if mode == "global_norm":
-            assert_close(before, np.linalg.norm(g), RTOL64, 0.0, "torch norm before")
+            assert_close(before, np.linalg.norm(g),
+                         np.float64, "torch norm before", strict=True, atol=0.0)
             assert changed == (c / (before + CLIP_EPS) < 1.0)
         if not changed:  # below the threshold: untouched, bit for bit
             assert np.array_equal(got, g) and got_after == pytest.approx(before, rel=1e-14)
@@ -142,8 +142,8 @@ def test_layer_norm_clips_only_the_layers_above_the_threshold():
             assert np.array_equal(got[lo:hi], g[lo:hi])
         else:
             assert_close(got_norms[layer], 5.0 * norms[layer] / (norms[layer] + CLIP_EPS),
-                         RTOL64, 0.0, f"layer {layer} norm after")
-    assert_close(after, np.linalg.norm(got), RTOL64, 0.0, "returned norm")
+                         np.float64, f"layer {layer} norm after", strict=True, atol=0.0)
+    assert_close(after, np.linalg.norm(got), np.float64, "returned norm", strict=True, atol=0.0)
 
 
 def test_none_leaves_grads_and_returns_the_norm():
@@ -151,7 +151,7 @@ def test_none_leaves_grads_and_returns_the_norm():
     g = random_grads(rng)
     got, after = kernel_clip(g, "none", 0.0)
     assert np.array_equal(got, g)
-    assert_close(after, np.linalg.norm(g), RTOL64, 0.0, "norm")
+    assert_close(after, np.linalg.norm(g), np.float64, "norm", strict=True, atol=0.0)
 
 
 @pytest.mark.parametrize("mode, c", [("global_norm", 3.0), ("layer_norm", 5.0), ("value", 0.5)])
@@ -164,8 +164,8 @@ def test_kernel_float32_grads(mode, c):
                            CLIPPING[mode], c)
     want, _, want_after = torch_clip(g.astype(np.float64), mode, c)
     assert out.dtype == np.float32
-    assert_close_dtype(out, want, np.float32, f"{mode} float32", group="clip-float32")
-    assert_close_dtype(after, want_after, np.float32, f"{mode} float32 norm after")
+    assert_close(out, want, np.float32, f"{mode} float32", strict=True)
+    assert_close(after, want_after, np.float32, f"{mode} float32 norm after", strict=True)
 
 
 # ---------------------------------------------------------------- through the fused step
@@ -213,12 +213,12 @@ def test_train_step_clipping_matches_torch(case):
         after = float(np.linalg.norm(torch_flat_grads(model)))
         clipped_steps += not np.array_equal(raw, torch_flat_grads(model))
         topt.step()
-        assert_close(stats["grad_norm"], before, RTOL64, ATOL64, f"grad_norm, step {step}",
-                     group="clip-train-step")
-        assert_close(stats["grad_norm_clipped"], after, RTOL64, ATOL64,
-                     f"grad_norm_clipped, step {step}", group="clip-train-step")
-        assert_close(net.params, torch_flat_params(model), RTOL64, ATOL64,
-                     f"params after step {step}", group="clip-train-step")
+        assert_close(stats["grad_norm"], before,
+                     np.float64, f"grad_norm, step {step}", strict=True)
+        assert_close(stats["grad_norm_clipped"], after,
+                     np.float64, f"grad_norm_clipped, step {step}", strict=True)
+        assert_close(net.params, torch_flat_params(model),
+                     np.float64, f"params after step {step}", strict=True)
     # the threshold was crossed in both directions during the run
     assert 5 <= clipped_steps <= 45, f"clipping acted on {clipped_steps} of 50 steps"
 

@@ -9,7 +9,7 @@ from kernels import MLP
 from kernels.activations import ACTIVATIONS
 from kernels.reference import reference_trace_of
 from kernels.tolerance import assert_close, relative_error
-from tests._torch_mlp import torch_trace
+from _torch_twin import torch_trace
 
 HIDDEN = [name for name, a in ACTIVATIONS.items() if a.hidden]
 ARCHITECTURES = [[3, 4, 2], [4, 5, 3, 3], [3, 6, 4, 5, 2]]

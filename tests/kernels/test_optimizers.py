@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from _torch_helpers import (TOL, assert_close, assert_close_dtype, log_uniform_gradients,
-                            random_batch, torch_flat_grads, torch_flat_params,
-                            torch_forward_backward, torch_linears, torch_twin)
+from _torch_helpers import log_uniform_gradients, random_batch
+from _torch_twin import (torch_flat_grads, torch_flat_params, torch_forward_backward,
+                         torch_linears, torch_twin)
+from kernels.tolerance import assert_close
 from kernels import MLP
 from kernels.clipping import Clip
 from kernels.optimizers import (OPTIMIZERS, SGD, Adam, Momentum, RMSProp, make_optimizer,
@@ -19,7 +20,6 @@ from kernels.optimizers import (OPTIMIZERS, SGD, Adam, Momentum, RMSProp, make_o
 
 N_STEPS = 60
 N_PARAMS = 37
-RTOL64, ATOL64 = TOL[np.dtype(np.float64)]
 
 # Hyperparameters away from the defaults and from each other, so a swapped or ignored slot shows.
 # eps = 1e-4 against gradients down to 1e-4 makes the eps placement matter.
@@ -130,16 +130,16 @@ def test_kernel_matches_torch_optim_every_step(case):
         kernel_step(opt, params, grads[t - 1].copy(), m, v, t, split=N_PARAMS // 3)
         p.grad = torch.from_numpy(grads[t - 1].copy())
         topt.step()
-        assert_close(params, p.detach().numpy(), RTOL64, ATOL64, f"{name} step {t}",
-                     group="optimizer-vs-torch")
+        assert_close(params, p.detach().numpy(), np.float64, f"{name} step {t}", strict=True)
     state = topt.state[p]
     if name in ("momentum", "nesterov"):
-        assert_close(v, state["momentum_buffer"].numpy(), RTOL64, ATOL64, "momentum buffer")
+        assert_close(v, state["momentum_buffer"].numpy(),
+                     np.float64, "momentum buffer", strict=True)
     if name == "rmsprop":
-        assert_close(v, state["square_avg"].numpy(), RTOL64, ATOL64, "square_avg")
+        assert_close(v, state["square_avg"].numpy(), np.float64, "square_avg", strict=True)
     if name == "adam":
-        assert_close(m, state["exp_avg"].numpy(), RTOL64, ATOL64, "exp_avg")
-        assert_close(v, state["exp_avg_sq"].numpy(), RTOL64, ATOL64, "exp_avg_sq")
+        assert_close(m, state["exp_avg"].numpy(), np.float64, "exp_avg", strict=True)
+        assert_close(v, state["exp_avg_sq"].numpy(), np.float64, "exp_avg_sq", strict=True)
     # the run moved the parameters well beyond the tolerance (the comparison is not vacuous)
     assert np.abs(params - theta0).max() > 1e-2
 
@@ -160,8 +160,7 @@ def test_update_reference_matches_torch_optim(case):
                                         **reference_args(opt))
         p.grad = torch.from_numpy(grads[t - 1].copy())
         topt.step()
-        assert_close(theta, p.detach().numpy(), RTOL64, ATOL64, f"{name} step {t}",
-                     group="optimizer-vs-torch")
+        assert_close(theta, p.detach().numpy(), np.float64, f"{name} step {t}", strict=True)
 
 
 # ---------------------------------------------------------------- eps inside the square root
@@ -186,13 +185,12 @@ def test_eps_inside_sqrt_matches_reference_and_formula(name, wd):
         ref, ref_state = update_reference(theta=ref, g=g, state=ref_state, t=t,
                                           **reference_args(opt))
         hand, hm, hv, d = hand_update(theta=hand, g=g, m=hm, v=hv, t=t, **hand_args(opt))
-        assert_close(params, ref, RTOL64, ATOL64, f"kernel vs reference, step {t}",
-                     group="eps-inside")
-        assert_close(params, hand, RTOL64, ATOL64, f"kernel vs formula, step {t}",
-                     group="eps-inside")
-        assert_close(sq, np.sum(d * d), RTOL64, 0.0, f"squared update, step {t}")
-    assert_close(v, hv, RTOL64, ATOL64, "v")
-    assert_close(m, hm, RTOL64, ATOL64, "m")
+        assert_close(params, ref, np.float64, f"kernel vs reference, step {t}", strict=True)
+        assert_close(params, hand, np.float64, f"kernel vs formula, step {t}", strict=True)
+        assert_close(sq, np.sum(d * d),
+                     np.float64, f"squared update, step {t}", strict=True, atol=0.0)
+    assert_close(v, hv, np.float64, "v", strict=True)
+    assert_close(m, hm, np.float64, "m", strict=True)
 
 
 @pytest.mark.parametrize("name", ["rmsprop", "adam"])
@@ -216,7 +214,7 @@ def test_eps_placements_differ(name):
         p.grad = torch.from_numpy(grads[t - 1].copy())
         topt.step()
     torch_params = p.detach().numpy()
-    assert_close(runs[False], torch_params, RTOL64, ATOL64, "eps outside vs torch")
+    assert_close(runs[False], torch_params, np.float64, "eps outside vs torch", strict=True)
     gap = np.abs(runs[True] - runs[False]).max()
     assert gap > 1e-3, f"eps placements gave nearly the same parameters (max gap {gap:.2e})"
     # and on one step, by the closed form: |g| / sqrt(v + eps) vs |g| / (sqrt(v) + eps)
@@ -228,8 +226,9 @@ def test_eps_placements_differ(name):
         one[inside] = -params[0]
     lr = LR_RMS if name == "rmsprop" else LR_ADAM
     gv = 1e-4 if name == "adam" else math.sqrt(1 - RHO) * 1e-4  # sqrt of (bias-corrected) v
-    assert_close(one[True], lr * 1e-4 / math.sqrt(gv ** 2 + EPS), RTOL64, 0.0, "inside")
-    assert_close(one[False], lr * 1e-4 / (gv + EPS), RTOL64, 0.0, "outside")
+    assert_close(one[True], lr * 1e-4 / math.sqrt(gv ** 2 + EPS),
+                 np.float64, "inside", strict=True, atol=0.0)
+    assert_close(one[False], lr * 1e-4 / (gv + EPS), np.float64, "outside", strict=True, atol=0.0)
     assert one[True] < 0.05 * one[False]
 
 
@@ -282,10 +281,11 @@ def test_injected_state_one_step_matches_formula(name, inside):
         params, m, v = theta.copy(), m0.copy(), v0.copy()
         sq = kernel_step(opt, params, g, m, v, t)
         want, wm, wv, d = hand_update(theta=theta, g=g, m=m0, v=v0, t=t, **hand_args(opt))
-        assert_close(params, want, RTOL64, ATOL64, f"theta, t={t}", group="injected-state")
-        assert_close(m, wm, RTOL64, ATOL64, f"m, t={t}")
-        assert_close(v, wv, RTOL64, ATOL64, f"v, t={t}")
-        assert_close(sq, np.sum(d * d), RTOL64, 0.0, f"squared update, t={t}")
+        assert_close(params, want, np.float64, f"theta, t={t}", strict=True)
+        assert_close(m, wm, np.float64, f"m, t={t}", strict=True)
+        assert_close(v, wv, np.float64, f"v, t={t}", strict=True)
+        assert_close(sq, np.sum(d * d),
+                     np.float64, f"squared update, t={t}", strict=True, atol=0.0)
 
 
 def test_adam_bias_correction_uses_t():
@@ -314,8 +314,8 @@ def test_float32_buffers_agree_with_float64(name, inside):
         assert params.dtype == dtype and m.dtype == dtype and v.dtype == dtype
         runs[dtype] = params
     # 50 steps of float32 rounding: a 10x wider band than one float32 operation
-    assert_close_dtype(runs[np.float32], runs[np.float64], np.float32, f"{name} float32",
-                       group="float32", scale=10.0)
+    assert_close(runs[np.float32], runs[np.float64],
+                 np.float32, f"{name} float32", strict=True, scale=10.0)
 
 
 @pytest.mark.parametrize("case", TORCH_CASES, ids=case_id)
@@ -336,8 +336,8 @@ def test_float32_kernel_tracks_torch_float32(case):
         p.grad = torch.from_numpy(grads[t - 1].copy())
         topt.step()
     assert params.dtype == np.float32
-    assert_close_dtype(params, p.detach().numpy(), np.float32, f"{name} float32 vs torch",
-                       group="float32", scale=10.0)
+    assert_close(params, p.detach().numpy(),
+                 np.float32, f"{name} float32 vs torch", strict=True, scale=10.0)
     assert np.abs(params - theta0).max() > 1e-2
 
 
@@ -385,13 +385,13 @@ def test_train_step_matches_torch(case):
         our_loss = net.train_step(x, y, opt)
         torch_loss = torch_forward_backward(model, loss, x, y)
         topt.step()
-        assert_close(our_loss, torch_loss, RTOL64, ATOL64, f"loss, step {step}")
-        assert_close(net.params, torch_flat_params(model), RTOL64, ATOL64,
-                     f"{name} params after step {step}", group="train-step-vs-torch")
+        assert_close(our_loss, torch_loss, np.float64, f"loss, step {step}", strict=True)
+        assert_close(net.params, torch_flat_params(model),
+                     np.float64, f"{name} params after step {step}", strict=True)
     assert opt.step_count == 50
     assert np.abs(net.params - start).max() > 1e-2
     for layer, lin in enumerate(torch_linears(model)):
-        assert_close(net.weights[layer], lin.weight.detach().numpy(), RTOL64, ATOL64, "W")
+        assert_close(net.weights[layer], lin.weight.detach().numpy(), np.float64, "W", strict=True)
 
 
 @pytest.mark.parametrize("name", ["adam", "rmsprop"])
@@ -415,8 +415,7 @@ def test_train_step_eps_inside_matches_torch_gradients_and_reference(name):
             for par in model.parameters():
                 par.copy_(flat[offset:offset + par.numel()].view_as(par))
                 offset += par.numel()
-        assert_close(net.params, theta, RTOL64, ATOL64, f"params after step {step}",
-                     group="train-step-vs-torch")
+        assert_close(net.params, theta, np.float64, f"params after step {step}", strict=True)
 
 
 @pytest.mark.parametrize("name", ["adam", "momentum", "rmsprop"])
@@ -436,9 +435,9 @@ def test_train_step_injected_state(name):
     net.train_step(x, y, opt)
     want, wm, wv, d = hand_update(theta=theta, g=g, m=m0, v=v0, t=7, **hand_args(opt))
     assert opt.step_count == 7
-    assert_close(net.params, want, RTOL64, ATOL64, "theta", group="injected-state")
-    assert_close(m, wm, RTOL64, ATOL64, "m")
-    assert_close(v, wv, RTOL64, ATOL64, "v")
+    assert_close(net.params, want, np.float64, "theta", strict=True)
+    assert_close(m, wm, np.float64, "m", strict=True)
+    assert_close(v, wv, np.float64, "v", strict=True)
 
 
 def test_optimizer_refuses_a_second_network():

@@ -8,14 +8,14 @@ import pytest
 import torch
 from torch.optim import lr_scheduler as S
 
-from _torch_helpers import (TOL, assert_close, random_batch, torch_flat_params,
-                            torch_forward_backward, torch_twin)
+from _torch_helpers import random_batch
+from _torch_twin import (torch_flat_params, torch_forward_backward, torch_twin)
+from kernels.tolerance import assert_close
 from kernels import MLP
 from kernels.optimizers import SGD
 from kernels.schedules import (SCHEDULES, Constant, Cosine, Exponential, InverseTime, Schedule,
                                Step, make_schedule, scheduled_lr)
 
-RTOL64, ATOL64 = TOL[np.dtype(np.float64)]
 LR0 = 0.1
 N_STEPS = 60
 T_MAX, ETA_MIN = 50, 1e-3
@@ -88,11 +88,11 @@ def test_schedule_matches_torch_lr_scheduler(case):
     py = np.array([sched.lr(LR0, t) for t in range(count)])
     jit = np.array([scheduled_lr(LR0, sched.code, sched.p1, sched.p2, sched.warmup, t)
                     for t in range(count)])
-    assert_close(py, want, RTOL64, 0.0, f"{name} (Schedule.lr)", group="schedule-vs-torch")
-    assert_close(jit, want, RTOL64, 0.0, f"{name} (kernel)", group="schedule-vs-torch")
+    assert_close(py, want, np.float64, f"{name} (Schedule.lr)", strict=True, atol=0.0)
+    assert_close(jit, want, np.float64, f"{name} (kernel)", strict=True, atol=0.0)
     if warmup:
-        assert_close(py[:warmup], LR0 * np.arange(1, warmup + 1) / warmup, RTOL64, 0.0,
-                     "warmup ramp")
+        assert_close(py[:warmup], LR0 * np.arange(1, warmup + 1) / warmup,
+                     np.float64, "warmup ramp", strict=True, atol=0.0)
     if name != "constant":  # the schedule does change the rate over the run
         assert want[warmup:].min() < 0.5 * LR0
 
@@ -117,10 +117,10 @@ def test_train_step_records_the_torch_lr(case):
         torch_forward_backward(model, "mse", x, y)
         topt.step()
         sched.step()
-        assert_close(net.params, torch_flat_params(model), RTOL64, ATOL64,
-                     f"params after step {step}")
-    assert_close(np.array(recorded), np.array(applied), RTOL64, 0.0, f"{name} recorded lr",
-                 group="schedule-vs-torch")
+        assert_close(net.params, torch_flat_params(model),
+                     np.float64, f"params after step {step}", strict=True)
+    assert_close(np.array(recorded), np.array(applied),
+                 np.float64, f"{name} recorded lr", strict=True, atol=0.0)
 
 
 def test_cosine_holds_eta_min_after_t_max():
@@ -150,7 +150,7 @@ def test_closed_forms(warmup):
     for sched, form in forms.items():
         got = [sched.lr(lr0, t) for t in range(60)]
         want = [lr0 * (t + 1) / w if t < w else form(t - w) for t in range(60)]
-        assert_close(got, want, RTOL64, 0.0, f"{sched.name} closed form")
+        assert_close(got, want, np.float64, f"{sched.name} closed form", strict=True, atol=0.0)
 
 
 # ---------------------------------------------------------------- argument checks
