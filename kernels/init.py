@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .validation import check_choice, check_nonnegative, check_positive, check_positive_int
+
 
 @dataclass(frozen=True)
 class Init:
@@ -38,8 +40,22 @@ GAINS = {"identity": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3.0, "relu": math.sqrt(2
          "gelu_tanh": 1.0, "softmax": 1.0}
 
 
+def _check(name, n_out, n_in, gain, scale):
+    """ValueError naming the argument for an unknown init, a width < 1, gain <= 0 or a missing
+    or non-positive scale of a naive init."""
+    check_choice("init", name, INITS)
+    check_positive_int("n_out", n_out)
+    check_positive_int("n_in", n_in)
+    check_positive("gain", gain)
+    if INITS[name].needs_scale:
+        if scale is None:
+            raise ValueError(f"scale: init {name!r} needs a scale (its std or bound)")
+        check_positive("scale", scale)
+
+
 def sample_weights(name, n_out, n_in, rng, gain=1.0, scale=None):
     """An (n_out, n_in) float64 matrix drawn by the named initialization."""
+    _check(name, n_out, n_in, gain, scale)
     fan_in, fan_out = n_in, n_out
     shape = (n_out, n_in)
     if name == "naive_normal":
@@ -69,11 +85,13 @@ def sample_weights(name, n_out, n_in, rng, gain=1.0, scale=None):
         q, r = np.linalg.qr(a)
         q *= np.sign(np.diag(r))
         return gain * (q if n_out >= n_in else q.T)
-    raise KeyError(name)
+    raise ValueError(f"init: {name!r} has no sampler")
 
 
 def sample_biases(n_out, rng, bias_scale=0.0):
     """Zeros, or N(0, bias_scale^2) when bias_scale > 0."""
+    check_positive_int("n_out", n_out)
+    check_nonnegative("bias_scale", bias_scale)
     if bias_scale == 0.0:
         return np.zeros(n_out)
     return rng.normal(0.0, bias_scale, n_out)
@@ -81,6 +99,7 @@ def sample_biases(n_out, rng, bias_scale=0.0):
 
 def expected_std(name, n_out, n_in, gain=1.0, scale=None):
     """The standard deviation the named initialization aims for (for tests and docs)."""
+    _check(name, n_out, n_in, gain, scale)
     fan_in, fan_out = n_in, n_out
     uniform = {"naive_uniform": scale, "glorot_standard": 1 / math.sqrt(fan_in),
                "xavier_uniform": gain * math.sqrt(6 / (fan_in + fan_out)),

@@ -110,10 +110,12 @@ def allocate_workspace(sizes, cap, dtype):
 
 def pack_workspace(work):
     """The arguments `unpack_workspace` rebuilds `work` from (for allocate_workspace's)."""
-    bounds = np.cumsum([0] + [v.size for v in work[:len(WORK_FIELDS)]]).astype(np.int64)
-    if work.x.base is None or work.x.base.size != bounds[-1]:
+    views = work[:len(WORK_FIELDS)]
+    bounds = np.cumsum([0] + [v.size for v in views]).astype(np.int64)
+    buf = work.x.base
+    if buf is None or buf.size != bounds[-1] or any(v.base is not buf for v in views):
         raise ValueError("workspace: expected the views of one buffer (allocate_workspace)")
-    return work.x.base, work.seg_sq, bounds, work.cap
+    return buf, work.seg_sq, bounds, work.cap
 
 
 @kernel

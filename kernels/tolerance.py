@@ -26,11 +26,12 @@ def mismatch_report(actual, expected, atol, rtol, name="value", worst=5):
     bad = ~(excess <= 0)  # NaN counts as a mismatch
     if not bad.any():
         return None
-    flat = np.argsort(np.where(np.isnan(excess), np.inf, excess), axis=None)[::-1][:worst]
-    lines = [f"{name}: {int(bad.sum())} of {a.size} entries outside atol={atol:g} rtol={rtol:g}"]
-    for i in flat:
-        idx = np.unravel_index(i, a.shape) if a.ndim else ()
-        lines.append(f"  at {idx}: actual {a[idx]!r} expected {e[idx]!r}")
+    n_bad = int(bad.sum())
+    flat = np.argsort(np.where(np.isnan(excess), np.inf, excess), axis=None)[::-1]
+    lines = [f"{name}: {n_bad} of {a.size} entries outside atol={atol:g} rtol={rtol:g}"]
+    for i in flat[:min(worst, n_bad)]:  # only entries outside the tolerance
+        idx = tuple(int(k) for k in np.unravel_index(i, a.shape))
+        lines.append(f"  at {idx}: actual {float(a[idx])!r} expected {float(e[idx])!r}")
     return "\n".join(lines)
 
 
@@ -47,8 +48,15 @@ def assert_close(actual, expected, dtype=np.float64, name="value", atol=None, rt
 
 
 def relative_error(actual, expected):
-    """||a - e|| / max(||a|| + ||e||, tiny): the norm-wise relative error of two arrays."""
+    """||a - e|| / (||a|| + ||e||): the norm-wise relative error of two arrays; 0 when both are
+    zero, NaN when an entry is not finite (so `err < tol` fails). Computed on a/s and e/s,
+    s = max |entry|, so that the norms neither underflow nor overflow."""
     a = np.asarray(actual, np.float64).ravel()
     e = np.asarray(expected, np.float64).ravel()
-    denom = max(np.linalg.norm(a) + np.linalg.norm(e), np.finfo(np.float64).tiny)
-    return float(np.linalg.norm(a - e) / denom)
+    s = max(np.max(np.abs(a), initial=0.0), np.max(np.abs(e), initial=0.0))
+    if not np.isfinite(s):
+        return float("nan")
+    if s == 0.0:
+        return 0.0
+    a, e = a / s, e / s
+    return float(np.linalg.norm(a - e) / (np.linalg.norm(a) + np.linalg.norm(e)))

@@ -1,10 +1,11 @@
-"""Gaussian expectations by quadrature, for the mean-field maps of kernels/theory.py.
+"""Gaussian expectations by quadrature, for the mean-field maps of studies/theory/mean_field.py.
 
     gaussian_expectation(f, q, n_nodes, rule) ~= E[f(sqrt(q) z)],  z ~ N(0, 1)
 
 Expectations over z ~ N(0, 1) use one of two rules with `n_nodes` evaluations.
 Relative errors below are measured against `scipy.integrate.quad` for E[phi^2] and E[phi'^2] of
-every hidden activation at 200 nodes (tests/test_theory.py checks them):
+every hidden activation at 200 nodes (tests/studies/theory/test_mean_field.py and
+test_quadrature.py check them):
 - `rule="split"` (default): the integral is split at z = 0 and each half-line, truncated at
   |z| = 12 (Gaussian mass beyond: 4e-33), is integrated by Gauss-Legendre with n_nodes/2 nodes.
   z = 0 is where ReLU/Leaky ReLU/ELU have their kink and where the steep part of tanh/sigmoid
