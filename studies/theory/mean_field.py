@@ -18,7 +18,7 @@ phi and phi' are `activations.forward_reference` / `derivative_reference` (NumPy
 hidden activation of `activations.ACTIVATIONS` works; `param` is the Leaky ReLU slope or the ELU
 alpha (registry default when None).
 
-Expectations over z ~ N(0, 1) use the quadrature rules of kernels/quadrature.py: `rule`
+Expectations over z ~ N(0, 1) use the quadrature rules of studies/theory/quadrature.py: `rule`
 ("split", the default, or "hermite") and `n_nodes` (N_NODES = 200); their accuracy per
 activation is documented there.
 At q = 0 expectations are the limit q -> 0+ (for ReLU, chi_1 = sigma_w2/2 there as well).

@@ -1,4 +1,4 @@
-"""Mean-field theory (kernels/theory.py): closed forms (identity, ReLU), quadrature against
+"""Mean-field theory (studies/theory/mean_field.py): closed forms (identity, ReLU), quadrature against
 scipy.integrate.quad, the tanh order-to-chaos line by two independent methods, chi_1 against
 gradients measured in a wide random tanh network, depth scales, and input validation."""
 import math
