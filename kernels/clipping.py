@@ -59,7 +59,7 @@ class Clip:
 def make_clip(name="none", threshold=None):
     """A Clip from its registry name and threshold c (the one factory: specs, the CLI and the
     bench build clipping here); "none" ignores the threshold."""
-    check_choice("clip", name, CLIPPING)
+    check_choice("clip mode", name, CLIPPING)
     if name == "none":
         return Clip()
     if threshold is None:

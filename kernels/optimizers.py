@@ -272,7 +272,7 @@ class Optimizer:
                                      f"expected at most {np.finfo(dtype).max}")
         if self.uses_eps and cast(self.eps) == 0:
             raise ValueError(f"eps: {self.eps!r} rounds to 0 in {np.dtype(dtype).name}; expected "
-                             f"at least {np.finfo(dtype).smallest_subnormal}")
+                             f"at least {float(np.finfo(dtype).smallest_subnormal):.3g}")
 
     def codes_and_hyper(self, clip, dtype=None):
         """The int64 code and float64 hyperparameter vectors the kernels read (after `check`,

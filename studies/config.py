@@ -200,7 +200,7 @@ def _check_combinations(out, where):
     dtype = np.dtype(out["dtype"])
     if OPTIMIZERS[out["optimizer"]].uses_eps and dtype.type(out["eps"]) == 0:
         raise ValueError(f"{where}: eps = {out['eps']!r}: rounds to 0 in {dtype.name}; expected "
-                         f"a value >= {np.finfo(dtype).smallest_subnormal}")
+                         f"a value >= {float(np.finfo(dtype).smallest_subnormal):.3g}")
     with np.errstate(over="ignore"):
         if not np.isfinite(dtype.type(out["lr"])):
             raise ValueError(f"{where}: lr = {out['lr']!r}: overflows {dtype.name}; expected a "

@@ -108,15 +108,17 @@ class Engine:
     def bind_optimizers(self, opts, clips):
         """Per-run hyperparameters (uploaded when they change); a new optimizer object starts
         from its own CPU state if it has one (e.g. bound to the source MLP), else from zero."""
-        changed = False
-        for r, (opt, clip) in enumerate(zip(opts, clips)):
+        vectors = []
+        for opt, clip in zip(opts, clips):  # every run checked before anything changes
             if not isinstance(opt, Optimizer):
                 raise ValueError(f"opt: expected an optimizer from kernels.optimizers, got {opt!r}")
             if not isinstance(clip, Clip):
                 raise ValueError(f"clip: expected a kernels.clipping.Clip, got {clip!r}")
+            vectors.append(opt.codes_and_hyper(clip, self.dtype))
+        changed = False
+        for r, (opt, (codes, hyper)) in enumerate(zip(opts, vectors)):
             if opt is not self.opts[r]:
                 self._reset_optimizer_state(r, opt)
-            codes, hyper = opt.codes_and_hyper(clip, self.dtype)
             if not (np.array_equal(codes, self.codes_host[r])
                     and np.array_equal(hyper, self.hyper_host[r])):
                 self.codes_host[r], self.hyper_host[r] = codes, hyper

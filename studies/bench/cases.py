@@ -323,7 +323,7 @@ def clip_case(n, dtype, rng, threshold=1e-3):
     g0, = _cast(dtype, g)
     ours, npg = g0.copy(), g0.copy()
     seg_start, seg_sq = np.array([0, n], np.int64), np.zeros(1)
-    code = CLIPPING["global_norm"]
+    code = CLIPPING["global_norm"].code
 
     def restore():
         ours[...] = g0

@@ -204,7 +204,7 @@ def test_an_eps_that_rounds_to_zero_in_float32_is_refused_when_bound():
     opt = Adam(0.01, eps=1e-46)
     net, step = _step(opt, "float32", x)
     with pytest.raises(ValueError, match=r"^eps: 1e-46 rounds to 0 in float32; expected at "
-                                         r"least 1e-45"):
+                                         r"least 1.4e-45"):
         step()
     assert np.isfinite(net.params).all()
     opt64 = Adam(0.01, eps=1e-46)  # representable in float64: trains
@@ -246,7 +246,7 @@ def test_make_clip():
     from kernels.clipping import make_clip
     assert make_clip("none", 5.0) == Clip() and make_clip() == Clip()
     assert make_clip("value", 2) == Clip("value", 2.0)
-    with pytest.raises(ValueError, match=r"^clip: unknown name 'norm' \(did you mean"):
+    with pytest.raises(ValueError, match=r"^clip mode: unknown name 'norm'; expected one of"):
         make_clip("norm", 1.0)
     with pytest.raises(ValueError, match="^clip threshold: clip 'global_norm' needs"):
         make_clip("global_norm")

@@ -54,7 +54,7 @@ def test_values_at_the_bounds_are_accepted():
 
 def test_eps_must_be_nonzero_in_the_dtype():
     with pytest.raises(ValueError, match=r"^c: eps = 1e-46: rounds to 0 in float32; expected "
-                                         r"a value >= 1e-45"):
+                                         r"a value >= 1.4e-45"):
         resolve({"optimizer": "adam", "eps": 1e-46, "dtype": "float32"}, "c")
     assert resolve({"optimizer": "adam", "eps": 1e-46, "dtype": "float64"})["eps"] == 1e-46
     # SGD does not use eps: the key is reset, not checked
