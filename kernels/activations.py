@@ -1,7 +1,8 @@
 """Activation functions: forward/backward kernels over flat buffers, with NumPy references.
 
 Every activation has an integer code (a runtime choice, so one compiled training step serves all
-of them) and an entry in `ACTIVATIONS` with its formula. Kinks follow PyTorch: ReLU'(0) = 0,
+of them) and an entry in `ACTIVATIONS` with its formula and flags (family, saturation, dead
+units, matched init). Kinks follow PyTorch: ReLU'(0) = 0,
 LeakyReLU'(0) = slope, ELU'(0) = alpha. `param` is the Leaky ReLU slope or the ELU alpha.
 Softmax is an output-only activation: it acts on rows, see `softmax_rows_forward`.
 float32 buffers use the vectorizing exp/tanh/sigmoid/erf of `vecmath` (a few ulps from NumPy);
@@ -13,41 +14,64 @@ import numpy as np
 
 from . import vecmath as V
 from ._jit import kernel
+from .registry import Entry, build_registry, code_to_name, names_where
 # INV_SQRT_2 is re-exported for kernels.cuda.
 from .vecmath import GELU_CUBIC, INV_SQRT_2, INV_SQRT_2PI, SQRT_2_OVER_PI  # noqa: F401
 
 IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, GELU, GELU_TANH, SOFTMAX = range(9)
 
 
-@dataclass(frozen=True)
-class Activation:
-    """Registry entry: code for the kernels, formula and derivative for docs, default parameter."""
-    name: str
-    code: int
-    formula: str
+LINEAR, SIGMOID_LIKE, RELU_LIKE, OUTPUT = "linear", "sigmoid-like", "relu-like", "output"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Activation(Entry):
+    """Registry entry: code for the kernels, formula and derivative, default parameter, flags.
+
+    family: "linear", "sigmoid-like" (bounded, both tails flat), "relu-like" (identity for
+    h > 0, another branch for h <= 0) or "output" (softmax: output layers only).
+    saturates: f' -> 0 in both tails, a bounded output (sigmoid, tanh; softmax too); ELU and
+    GELU flatten on the left only.
+    dead_capable: f' is exactly 0 on an interval, so a unit whose input stays there gets no
+    gradient at all on any row: ReLU only (h <= 0). Leaky ReLU (f' = slope), ELU
+    (f' = alpha e^h > 0) and GELU (f' = 0 at one point only) keep a gradient everywhere.
+    matched_init: the init that keeps the forward variance (He for relu-like, else Xavier).
+    """
     derivative: str
+    family: str
+    saturates: bool = False
+    dead_capable: bool = False
     default_param: float = 0.0
     hidden: bool = True  # allowed on hidden layers (softmax is output-only)
 
+    @property
+    def matched_init(self):
+        return "he_normal" if self.family == RELU_LIKE else "xavier_normal"
 
-ACTIVATIONS = {
-    a.name: a for a in [
-        Activation("identity", IDENTITY, "x", "1"),
-        Activation("sigmoid", SIGMOID, "1/(1+exp(-x))", "s(x)(1-s(x))"),
-        Activation("tanh", TANH, "tanh(x)", "1-tanh(x)^2"),
-        Activation("relu", RELU, "max(0,x)", "1 if x>0 else 0"),
-        Activation("leaky_relu", LEAKY_RELU, "x if x>0 else slope*x",
-                   "1 if x>0 else slope", default_param=0.01),
-        Activation("elu", ELU, "x if x>0 else alpha(exp(x)-1)", "1 if x>0 else alpha exp(x)",
-                   default_param=1.0),
-        Activation("gelu", GELU, "x Phi(x) = x/2 (1+erf(x/sqrt2))", "Phi(x) + x phi(x)"),
-        Activation("gelu_tanh", GELU_TANH, "x/2 (1+tanh(sqrt(2/pi)(x+0.044715x^3)))",
-                   "d/dx of the tanh form"),
-        Activation("softmax", SOFTMAX, "exp(x_k)/sum_j exp(x_j) (per row)",
-                   "J = diag(s) - s s^T", hidden=False),
-    ]
-}
-CODE_TO_NAME = {a.code: a.name for a in ACTIVATIONS.values()}
+
+ACTIVATIONS = build_registry([
+    Activation(name="identity", code=IDENTITY, formula="x", derivative="1", family=LINEAR),
+    Activation(name="sigmoid", code=SIGMOID, formula="1/(1+exp(-x))",
+               derivative="s(x)(1-s(x))", family=SIGMOID_LIKE, saturates=True),
+    Activation(name="tanh", code=TANH, formula="tanh(x)", derivative="1-tanh(x)^2",
+               family=SIGMOID_LIKE, saturates=True),
+    Activation(name="relu", code=RELU, formula="max(0,x)", derivative="1 if x>0 else 0",
+               family=RELU_LIKE, dead_capable=True),
+    Activation(name="leaky_relu", code=LEAKY_RELU, formula="x if x>0 else slope*x",
+               derivative="1 if x>0 else slope", family=RELU_LIKE, default_param=0.01),
+    Activation(name="elu", code=ELU, formula="x if x>0 else alpha(exp(x)-1)",
+               derivative="1 if x>0 else alpha exp(x)", family=RELU_LIKE, default_param=1.0),
+    Activation(name="gelu", code=GELU, formula="x Phi(x) = x/2 (1+erf(x/sqrt2))",
+               derivative="Phi(x) + x phi(x)", family=RELU_LIKE),
+    Activation(name="gelu_tanh", code=GELU_TANH,
+               formula="x/2 (1+tanh(sqrt(2/pi)(x+0.044715x^3)))",
+               derivative="d/dx of the tanh form", family=RELU_LIKE),
+    Activation(name="softmax", code=SOFTMAX, formula="exp(x_k)/sum_j exp(x_j) (per row)",
+               derivative="J = diag(s) - s s^T", family=OUTPUT, saturates=True, hidden=False),
+])
+CODE_TO_NAME = code_to_name(ACTIVATIONS)
+RELU_FAMILY = frozenset(names_where(ACTIVATIONS, family=RELU_LIKE))
+PARAMETRIC = ("leaky_relu", "elu")  # activations that read `param`
 
 
 @kernel

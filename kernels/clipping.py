@@ -11,10 +11,26 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._jit import kernel
+from .registry import Entry, build_registry
+from .validation import check_choice
 
 NO_CLIP, GLOBAL_NORM, LAYER_NORM, VALUE = range(4)
 CLIP_EPS = 1e-6
-CLIPPING = {"none": NO_CLIP, "global_norm": GLOBAL_NORM, "layer_norm": LAYER_NORM, "value": VALUE}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClipInfo(Entry):
+    """Registry entry: code, formula; per_layer: the rule reads each layer's norm apart."""
+    per_layer: bool = False
+
+
+CLIPPING = build_registry([
+    ClipInfo(name="none", code=NO_CLIP, formula="g"),
+    ClipInfo(name="global_norm", code=GLOBAL_NORM, formula="g min(1, c/(||g|| + 1e-6))"),
+    ClipInfo(name="layer_norm", code=LAYER_NORM, formula="g_l min(1, c/(||g_l|| + 1e-6))",
+             per_layer=True),
+    ClipInfo(name="value", code=VALUE, formula="clamp(g, -c, c)"),
+])
 
 
 @dataclass(frozen=True)
@@ -24,9 +40,7 @@ class Clip:
     threshold: float = 0.0
 
     def __post_init__(self):
-        if not isinstance(self.mode, str) or self.mode not in CLIPPING:
-            raise ValueError(f"clip mode: unknown name {self.mode!r}; expected one of "
-                             f"{sorted(CLIPPING)}")
+        check_choice("clip mode", self.mode, CLIPPING)
         # the threshold reaches the kernels as a float: refuse bools, strings, None and
         # non-finite values here with a ValueError naming it (not a TypeError later)
         c = self.threshold
@@ -39,7 +53,18 @@ class Clip:
 
     @property
     def code(self):
-        return CLIPPING[self.mode]
+        return CLIPPING[self.mode].code
+
+
+def make_clip(name="none", threshold=None):
+    """A Clip from its registry name and threshold c (the one factory: specs, the CLI and the
+    bench build clipping here); "none" ignores the threshold."""
+    check_choice("clip mode", name, CLIPPING)
+    if name == "none":
+        return Clip()
+    if threshold is None:
+        raise ValueError(f"clip threshold: clip {name!r} needs a positive threshold")
+    return Clip(name, threshold)
 
 
 def GlobalNorm(max_norm):

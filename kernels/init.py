@@ -9,30 +9,38 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .registry import Entry, build_registry
 from .validation import check_choice, check_nonnegative, check_positive, check_positive_int
 
 
-@dataclass(frozen=True)
-class Init:
-    name: str
-    formula: str
+@dataclass(frozen=True, kw_only=True)
+class Init(Entry):
+    """Registry entry (no runtime code: weights are drawn in Python). distribution: "normal",
+    "uniform" or "orthogonal"; fan: the fan its variance divides by ("in", "avg" for
+    (fan_in + fan_out)/2, or None); needs_scale: naive inits take `init_scale`."""
+    distribution: str
+    fan: str = None
     needs_scale: bool = False
 
 
-INITS = {
-    i.name: i for i in [
-        Init("naive_normal", "N(0, scale^2)", needs_scale=True),
-        Init("naive_uniform", "U(-scale, scale)", needs_scale=True),
-        Init("glorot_standard", "U(+-1/sqrt(fan_in)) (Glorot & Bengio's 'standard' init)"),
-        Init("xavier_uniform", "U(+-gain sqrt(6/(fan_in+fan_out)))"),
-        Init("xavier_normal", "N(0, gain^2 2/(fan_in+fan_out))"),
-        Init("he_uniform", "U(+-gain sqrt(6/fan_in))"),
-        Init("he_normal", "N(0, gain^2 2/fan_in)"),
-        Init("lecun_normal", "N(0, gain^2/fan_in)"),
-        Init("lecun_uniform", "U(+-gain sqrt(3/fan_in))"),
-        Init("orthogonal", "gain Q, Q from the QR of a Gaussian matrix (sign-corrected)"),
-    ]
-}
+INITS = build_registry([
+    Init(name="naive_normal", formula="N(0, scale^2)", distribution="normal", needs_scale=True),
+    Init(name="naive_uniform", formula="U(-scale, scale)", distribution="uniform",
+         needs_scale=True),
+    Init(name="glorot_standard", formula="U(+-1/sqrt(fan_in)) (Glorot & Bengio's 'standard' init)",
+         distribution="uniform", fan="in"),
+    Init(name="xavier_uniform", formula="U(+-gain sqrt(6/(fan_in+fan_out)))",
+         distribution="uniform", fan="avg"),
+    Init(name="xavier_normal", formula="N(0, gain^2 2/(fan_in+fan_out))", distribution="normal",
+         fan="avg"),
+    Init(name="he_uniform", formula="U(+-gain sqrt(6/fan_in))", distribution="uniform", fan="in"),
+    Init(name="he_normal", formula="N(0, gain^2 2/fan_in)", distribution="normal", fan="in"),
+    Init(name="lecun_normal", formula="N(0, gain^2/fan_in)", distribution="normal", fan="in"),
+    Init(name="lecun_uniform", formula="U(+-gain sqrt(3/fan_in))", distribution="uniform",
+         fan="in"),
+    Init(name="orthogonal", formula="gain Q, Q from the QR of a Gaussian matrix (sign-corrected)",
+         distribution="orthogonal"),
+])
 
 # Recommended gains, as torch.nn.init.calculate_gain.
 GAINS = {"identity": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3.0, "relu": math.sqrt(2.0),

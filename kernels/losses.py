@@ -12,23 +12,26 @@ import numpy as np
 
 from . import vecmath as V
 from ._jit import kernel
+from .registry import Entry, build_registry
 
 MSE, CROSS_ENTROPY = 0, 1
 
 
-@dataclass(frozen=True)
-class Loss:
-    name: str
-    code: int
-    formula: str
+@dataclass(frozen=True, kw_only=True)
+class Loss(Entry):
+    """Registry entry: code, formula, the default output activation and whether the targets
+    are classes (one-hot rows or labels)."""
     default_output: str
+    classification: bool
 
 
-LOSSES = {
-    "mse": Loss("mse", MSE, "(1/B) sum_i ||yhat_i - y_i||^2", "identity"),
-    "cross_entropy": Loss("cross_entropy", CROSS_ENTROPY,
-                          "(1/B) sum_i [logsumexp(z_i) - sum_k y_ik z_ik]", "softmax"),
-}
+LOSSES = build_registry([
+    Loss(name="mse", code=MSE, formula="(1/B) sum_i ||yhat_i - y_i||^2",
+         default_output="identity", classification=False),
+    Loss(name="cross_entropy", code=CROSS_ENTROPY,
+         formula="(1/B) sum_i [logsumexp(z_i) - sum_k y_ik z_ik]", default_output="softmax",
+         classification=True),
+])
 
 
 @kernel

@@ -4,7 +4,7 @@ import operator
 import numpy as np
 
 from . import step as K
-from .activations import ACTIVATIONS
+from .activations import ACTIVATIONS, PARAMETRIC, RELU_FAMILY  # noqa: F401 (RELU_FAMILY)
 from .batchnorm import BN_EPS, BN_MOMENTUM
 from .clipping import Clip
 from .init import INITS, sample_biases, sample_weights
@@ -13,10 +13,9 @@ from .layout import allocate_record, allocate_workspace, build_netspec, pack_net
 from .losses import LOSSES
 from .optimizers import Optimizer
 from .training import DivergenceError, fit as fit_epochs
-from .validation import check_choice, check_dtype, check_inputs, check_nonnegative, \
-    check_positive, check_targets
+from .validation import check_bool, check_choice, check_dtype, check_inputs, \
+    check_nonnegative, check_positive, check_seed, check_sizes, check_targets
 
-RELU_FAMILY = {"relu", "leaky_relu", "elu", "gelu", "gelu_tanh"}
 NO_CLIP = Clip()
 _ATTRIBUTE_GETTERS = {}  # optimizer type -> attrgetter of its hyperparameter attributes
 
@@ -25,7 +24,8 @@ class MLP:
     """A multi-layer perceptron on one flat parameter buffer.
 
     sizes: widths (n_0, ..., n_L). activation: a name, or one per hidden layer.
-    init: a name from INITS (default he_normal for the ReLU family, else xavier_normal), with
+    init: a name from INITS (default: the first hidden activation's matched init, he_normal for
+    the ReLU family, else xavier_normal), with
     `gain`, `init_scale` (naive inits) and `bias_scale` (biases ~ N(0, bias_scale^2)).
     loss: "cross_entropy" (softmax output) or "mse" (identity output by default).
     batchnorm: batch norm between the affine map and the activation of every hidden layer.
@@ -43,7 +43,7 @@ class MLP:
     def __init__(self, sizes, activation="relu", init=None, loss="cross_entropy",
                  output_activation=None, batchnorm=False, dtype="float64", seed=0, gain=1.0,
                  init_scale=None, bias_scale=0.0, activation_param=None, device="cpu"):
-        self.sizes = self._check_sizes(sizes)
+        self.sizes = check_sizes(sizes)
         n_hidden = len(self.sizes) - 2
         self.hidden_activations = self._check_activations(activation, n_hidden)
         self.loss_name = check_choice("loss", loss, LOSSES)
@@ -52,9 +52,9 @@ class MLP:
         self.gain = check_positive("gain", gain)
         self.init_scale = init_scale
         self.bias_scale = check_nonnegative("bias_scale", bias_scale)
-        self.batchnorm = bool(batchnorm)
+        self.batchnorm = check_bool("batchnorm", batchnorm)
         self.dtype = check_dtype(dtype)
-        self.seed = seed
+        self.seed = check_seed("seed", seed)
         check_choice("device", device, {"cpu": 0, "cuda": 1})
         self.device = "cpu"
         names = self.hidden_activations + [self.output_activation]
@@ -71,19 +71,14 @@ class MLP:
 
     # ------------------------------------------------------------------ construction checks
     @staticmethod
-    def _check_sizes(sizes):
-        try:
-            sizes = [int(s) if float(s) == int(s) else s for s in sizes]
-        except (TypeError, ValueError):
-            raise ValueError(f"sizes: expected a list of positive integers, got {sizes!r}")
-        if len(sizes) < 2 or any(not isinstance(s, int) or s <= 0 for s in sizes):
-            raise ValueError(f"sizes: expected at least two positive integer widths "
-                             f"(inputs, ..., outputs), got {sizes!r}")
-        return sizes
-
-    @staticmethod
     def _check_activations(activation, n_hidden):
-        names = [activation] * n_hidden if isinstance(activation, str) else list(activation)
+        if isinstance(activation, str):
+            names = [activation] * n_hidden
+        elif isinstance(activation, (list, tuple)):
+            names = list(activation)
+        else:
+            raise ValueError(f"activation: expected a name or a list of {n_hidden} names (one "
+                             f"per hidden layer), got {activation!r}")
         if len(names) != n_hidden:
             raise ValueError(f"activation: expected one name or a list of {n_hidden} (one per "
                              f"hidden layer), got {len(names)}")
@@ -101,7 +96,7 @@ class MLP:
     def _check_init(self, init, init_scale):
         if init is None:
             first = self.hidden_activations[0] if self.hidden_activations else "identity"
-            init = "he_normal" if first in RELU_FAMILY else "xavier_normal"
+            init = ACTIVATIONS[first].matched_init
         check_choice("init", init, INITS)
         if INITS[init].needs_scale:
             if init_scale is None:
@@ -112,13 +107,13 @@ class MLP:
     @staticmethod
     def _activation_param(name, value):
         default = ACTIVATIONS[name].default_param
-        if name not in ("leaky_relu", "elu") or value is None:
+        if name not in PARAMETRIC or value is None:
             return default
         return check_nonnegative("activation_param", value)
 
     def reset_parameters(self, seed=None):
         """Draws weights and biases from `seed` (float64, then cast); gamma = 1, beta = 0."""
-        rng = np.random.default_rng(self.seed if seed is None else seed)
+        rng = np.random.default_rng(self.seed if seed is None else check_seed("seed", seed))
         for layer in range(self.n_layers):
             n_in, n_out = self.sizes[layer], self.sizes[layer + 1]
             self.weights[layer][...] = sample_weights(self.init, n_out, n_in, rng, self.gain,
@@ -257,20 +252,8 @@ class MLP:
         return self.evaluate(x, y, training)[0]
 
     def evaluate(self, x, y, training=False):
-        """(loss, accuracy) from one forward pass (accuracy None for MSE). Cross-entropy is
-        taken from the logits through a float64 log-sum-exp, so it is exact however confident
-        (and wrong) the network is."""
-        x = check_inputs(x, self.sizes[0], self.dtype)
-        targets = check_targets(y, len(x), self.sizes[-1], self.classification, np.float64)
-        if not self.classification:
-            out = self.forward(x, training=training).astype(np.float64)
-            return float(((out - targets) ** 2).sum() / len(x)), None
-        z = self.forward(x, training=training, logits=True).astype(np.float64)
-        m = z.max(axis=1, keepdims=True)
-        lse = m[:, 0] + np.log(np.exp(z - m).sum(axis=1))
-        loss = float((targets * (lse[:, None] - z)).sum() / len(x))
-        accuracy = float(np.mean(z.argmax(axis=1) == targets.argmax(axis=1)))
-        return loss, accuracy
+        """(loss, accuracy) from one forward pass (accuracy None for MSE); see `evaluate_net`."""
+        return evaluate_net(self, x, y, training)
 
     def trace(self, x, y):
         """Every intermediate of one forward/backward pass by name, as float64 copies:
@@ -334,8 +317,8 @@ class MLP:
         return None
 
     def _opt_vectors(self, opt, clip):
-        """opt.codes_and_hyper(clip), cached on the values of the optimizer's attributes (any
-        change, such as a new lr, gives a new entry)."""
+        """opt.codes_and_hyper(clip, dtype), cached on the values of the optimizer's attributes
+        (any change, such as a new lr, gives a new entry and is checked)."""
         getter = _ATTRIBUTE_GETTERS.get(type(opt))
         if getter is None:
             names = sorted(k for k in vars(opt) if k not in ("state", "_owner"))
@@ -346,10 +329,10 @@ class MLP:
         except KeyError:
             pass
         except (TypeError, AttributeError):  # unhashable or missing attributes: no caching
-            return opt.codes_and_hyper(clip)
+            return opt.codes_and_hyper(clip, self.dtype)
         if len(self._opt_cache) > 16:
             self._opt_cache.clear()
-        vectors = self._opt_cache[key] = opt.codes_and_hyper(clip)
+        vectors = self._opt_cache[key] = opt.codes_and_hyper(clip, self.dtype)
         return vectors
 
     def run_steps(self, x, y, order, batch_size, opt, clip, rec):
@@ -426,3 +409,20 @@ class MLP:
     def __repr__(self):
         return (f"MLP({self.sizes}, activation={self.hidden_activations}, loss={self.loss_name!r},"
                 f" init={self.init!r}, batchnorm={self.batchnorm}, dtype={self.dtype.name!r})")
+
+
+def evaluate_net(net, x, y, training=False):
+    """(loss, accuracy) of an MLP or CudaMLP from one forward pass (accuracy None for MSE).
+    Cross-entropy is taken from the logits through a float64 log-sum-exp, so it is exact
+    however confident (and wrong) the network is."""
+    x = check_inputs(x, net.sizes[0], net.dtype)
+    targets = check_targets(y, len(x), net.sizes[-1], net.classification, np.float64)
+    if not net.classification:
+        out = net.forward(x, training=training).astype(np.float64)
+        return float(((out - targets) ** 2).sum() / len(x)), None
+    z = net.forward(x, training=training, logits=True).astype(np.float64)
+    m = z.max(axis=1, keepdims=True)
+    lse = m[:, 0] + np.log(np.exp(z - m).sum(axis=1))
+    loss = float((targets * (lse[:, None] - z)).sum() / len(x))
+    accuracy = float(np.mean(z.argmax(axis=1) == targets.argmax(axis=1)))
+    return loss, accuracy

@@ -27,6 +27,7 @@ from .layout import allocate_workspace, pack_workspace, record_length, record_vi
     unpack_netspec, unpack_record, unpack_workspace
 from .mlp import MLP, NO_CLIP
 from .optimizers import Optimizer
+from .runset import RunSet, check_same_architecture, per_run
 from .step import run_batches
 from .training import History, LAYER_FIELDS, STEP_FIELDS, epoch_order, evaluate_split, \
     n_batches
@@ -56,35 +57,17 @@ def train_runs(spec, model, opt, work, data, rec, active, lo, hi):
                         (x, y, order, batch_size), unpack_record((buf[r], status[r], n_layers)))
 
 
-def _check_same_architecture(a, b):
-    same = (a.sizes == b.sizes and a.dtype == b.dtype and a.loss_name == b.loss_name
-            and np.array_equal(a.spec.act_code, b.spec.act_code)
-            and np.array_equal(a.spec.act_param, b.spec.act_param)
-            and np.array_equal(a.spec.bn, b.spec.bn))
-    if not same:
-        raise ValueError(f"nets: every network of a multi-run group needs the same architecture "
-                         f"(sizes, activations, loss, batch norm, dtype); got {a!r} and {b!r}")
+# the shared checks of every multi-run group (kernels.runset), under their names here
+_check_same_architecture = check_same_architecture
+_per_run = per_run
 
 
-def _per_run(value, runs, name):
-    if isinstance(value, (list, tuple)):
-        if len(value) != runs:
-            raise ValueError(f"{name}: expected one or {runs} values, got {len(value)}")
-        return list(value)
-    return [value] * runs
-
-
-class MultiMLP:
+class MultiMLP(RunSet):
     """MultiMLP(nets, threads=None): nets = MLPs of one architecture (copied); threads: worker
     threads over runs (default: min(runs, CPU count))."""
 
     def __init__(self, nets, threads=None):
-        nets = list(nets)
-        if not nets or not all(isinstance(n, MLP) for n in nets):
-            raise ValueError(f"nets: expected a non-empty list of kernels.MLP, got {nets!r}")
-        for net in nets[1:]:
-            _check_same_architecture(nets[0], net)
-        self.templates = [net.copy() for net in nets]
+        nets = self._set_templates(nets)
         runs, n, dtype = len(nets), nets[0].n_params, nets[0].dtype
         self.params = np.stack([net.params for net in nets])
         self.running = np.stack([net.running for net in nets])
@@ -107,26 +90,7 @@ class MultiMLP:
         return cls([MLP(**{**shared, **config}) for config in configs], threads=threads)
 
     # ------------------------------------------------------------------ properties
-    @property
-    def template(self):
-        return self.templates[0]
-
-    @property
-    def runs(self):
-        return len(self.templates)
-
-    @property
-    def sizes(self):
-        return list(self.template.sizes)
-
-    @property
-    def dtype(self):
-        return self.template.dtype
-
-    @property
-    def n_params(self):
-        return self.template.n_params
-
+    # template, runs, sizes, spec, dtype, n_params, n_layers, batchnorm: kernels.runset.RunSet
     @property
     def step_counts(self):
         """(R,) optimizer steps applied per run."""
@@ -173,17 +137,6 @@ class MultiMLP:
             if status[r, 0]:
                 done[r] = status[r, 1]
         return done
-
-    def _orders(self, order, n_rows):
-        order = np.arange(n_rows, dtype=np.int64) if order is None else np.asarray(order)
-        if order.dtype.kind not in "iu" or order.ndim not in (1, 2) or order.shape[-1] == 0:
-            raise ValueError(f"order: expected a non-empty integer array of row indices (rows,) "
-                             f"or (runs, rows), got {order.dtype} {order.shape}")
-        if order.ndim == 2 and order.shape[0] not in (1, self.runs):
-            raise ValueError(f"order: expected {self.runs} rows (one per run), got {order.shape}")
-        if order.min() < 0 or order.max() >= n_rows:
-            raise ValueError(f"order: indices must lie in [0, {n_rows - 1}]")
-        return np.ascontiguousarray(order.reshape(-1, order.shape[-1]), np.int64)
 
     def _opt_vectors(self, opts, clip):
         """(codes (R, 6), hyper (R, 8)) of the runs' optimizers and clipping, cached."""

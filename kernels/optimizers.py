@@ -12,16 +12,16 @@ g = gradient (+ weight_decay * theta, L2 as torch.optim), t = step from 1, eta =
 `eps_inside_sqrt` defaults to True, the report's form.
 """
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from ._jit import LANES, kernel, kernel_inline, kernel_ordered
+from .registry import Entry, build_registry
 from .schedules import Schedule
 from .validation import check_choice, check_nonnegative, check_positive
 
 SGD_CODE, MOMENTUM_CODE, RMSPROP_CODE, ADAM_CODE = range(4)
-OPTIMIZER_CODES = {"sgd": SGD_CODE, "momentum": MOMENTUM_CODE, "rmsprop": RMSPROP_CODE,
-                   "adam": ADAM_CODE}
 
 # Slots of the float64 hyperparameter vector and of the int64 code vector given to the kernels.
 H_LR, H_MOMENTUM, H_DECAY, H_EPS, H_WEIGHT_DECAY, H_SCHED_P1, H_SCHED_P2, H_CLIP = range(8)
@@ -202,17 +202,38 @@ def lane_sums(acc):
     return a, b
 
 
+def check_fraction(name, value):
+    """A number in [0, 1)."""
+    value = check_nonnegative(name, value)
+    if value >= 1.0:
+        raise ValueError(f"{name}: expected a number in [0, 1), got {value!r}")
+    return value
+
+
+def check_flag(name, value):
+    """A bool (NumPy bools included)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name}: expected true or false, got {value!r}")
+    return bool(value)
+
+
 class Optimizer:
-    """Base: hyperparameters, a learning-rate schedule, and state bound to one network."""
+    """Base: hyperparameters, a learning-rate schedule, and state bound to one network.
+
+    Hyperparameters are plain attributes, checked when the optimizer is built and again
+    whenever changed values reach the kernels (`check`), so `opt.lr = nan` set later raises a
+    ValueError naming lr at the next step instead of training to NaN weights."""
     name = ""
+    # (attribute, argument name, check) of the class's own hyperparameters beyond lr and
+    # weight_decay; Adam keeps beta1 in `momentum` and beta2 in `decay`.
+    checked = ()
+    uses_eps = False
 
     def __init__(self, lr, weight_decay=0.0, schedule=None):
         self.lr = check_positive("lr", lr)
         self.weight_decay = check_nonnegative("weight_decay", weight_decay)
         if schedule is None:
             schedule = Schedule()
-        if not isinstance(schedule, Schedule):
-            raise ValueError(f"schedule: expected a kernels.schedules.Schedule, got {schedule!r}")
         self.schedule = schedule
         self.momentum = 0.0
         self.decay = 0.0
@@ -221,11 +242,44 @@ class Optimizer:
         self.eps_inside_sqrt = False
         self.state = None
         self._owner = None
+        self._check_schedule()
 
-    def codes_and_hyper(self, clip):
-        """The int64 code and float64 hyperparameter vectors the kernels read."""
+    def _check_schedule(self):
+        if not isinstance(self.schedule, Schedule):
+            raise ValueError(f"schedule: expected a kernels.schedules.Schedule, got "
+                             f"{self.schedule!r}")
+
+    def check(self, dtype=None):
+        """Every hyperparameter in its range (ValueError naming it); with a dtype, lr,
+        weight_decay and eps must also be finite there and eps nonzero (a float32 eps below
+        ~1.4e-45 rounds to 0, and 0/0 = NaN where a gradient is 0)."""
+        check_positive("lr", self.lr)
+        check_nonnegative("weight_decay", self.weight_decay)
+        self._check_schedule()
+        check_flag("nesterov", self.nesterov)
+        check_flag("eps_inside_sqrt", self.eps_inside_sqrt)
+        for attribute, argument, checker in self.checked:
+            checker(argument, getattr(self, attribute))
+        if dtype is None:
+            return
+        cast = np.dtype(dtype).type
+        names = ("lr", "weight_decay") + (("eps",) if self.uses_eps else ())
+        with np.errstate(over="ignore"):
+            for argument in names:
+                value = getattr(self, argument)
+                if not np.isfinite(cast(value)):
+                    raise ValueError(f"{argument}: {value!r} overflows {np.dtype(dtype).name}; "
+                                     f"expected at most {np.finfo(dtype).max}")
+        if self.uses_eps and cast(self.eps) == 0:
+            raise ValueError(f"eps: {self.eps!r} rounds to 0 in {np.dtype(dtype).name}; expected "
+                             f"at least {float(np.finfo(dtype).smallest_subnormal):.3g}")
+
+    def codes_and_hyper(self, clip, dtype=None):
+        """The int64 code and float64 hyperparameter vectors the kernels read (after `check`,
+        in the network's dtype when given)."""
+        self.check(dtype)
         codes = np.zeros(N_CODES, np.int64)
-        codes[C_OPTIMIZER] = OPTIMIZER_CODES[self.name]
+        codes[C_OPTIMIZER] = OPTIMIZERS[self.name].code
         codes[C_NESTEROV] = int(self.nesterov)
         codes[C_EPS_INSIDE] = int(self.eps_inside_sqrt)
         codes[C_SCHEDULE] = self.schedule.code
@@ -239,8 +293,10 @@ class Optimizer:
         return codes, hyper
 
     def bind(self, owner, n_params, dtype):
-        """Allocates (m, v, t) for `owner` on first use; refuses a second network."""
+        """Allocates (m, v, t) for `owner` on first use (after `check` in its dtype); refuses
+        a second network."""
         if self._owner is None:
+            self.check(dtype)
             self._owner = owner
             self.state = (np.zeros(n_params, dtype), np.zeros(n_params, dtype),
                           np.zeros(1, np.int64))
@@ -277,6 +333,7 @@ class SGD(Optimizer):
 class Momentum(Optimizer):
     """v = mu v + g; theta -= lr v (Nesterov: theta -= lr (g + mu v))."""
     name = "momentum"
+    checked = (("momentum", "momentum", check_fraction),)
 
     def __init__(self, lr=0.01, momentum=0.9, nesterov=False, weight_decay=0.0, schedule=None):
         super().__init__(lr, weight_decay, schedule)
@@ -287,6 +344,8 @@ class Momentum(Optimizer):
 class RMSProp(Optimizer):
     """v = rho v + (1-rho) g^2; theta -= lr g / sqrt(v + eps) (or / (sqrt(v) + eps))."""
     name = "rmsprop"
+    checked = (("decay", "rho", check_fraction), ("eps", "eps", check_positive))
+    uses_eps = True
 
     def __init__(self, lr=0.01, rho=0.99, eps=1e-8, eps_inside_sqrt=True, weight_decay=0.0,
                  schedule=None):
@@ -295,10 +354,17 @@ class RMSProp(Optimizer):
         self.eps = check_positive("eps", eps)
         self.eps_inside_sqrt = bool(eps_inside_sqrt)
 
+    @property
+    def rho(self):
+        return self.decay
+
 
 class Adam(Optimizer):
     """Bias-corrected m, v; theta -= lr mhat / sqrt(vhat + eps) (or / (sqrt(vhat) + eps))."""
     name = "adam"
+    checked = (("momentum", "beta1", check_fraction), ("decay", "beta2", check_fraction),
+               ("eps", "eps", check_positive))
+    uses_eps = True
 
     def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, eps_inside_sqrt=True,
                  weight_decay=0.0, schedule=None):
@@ -317,21 +383,53 @@ class Adam(Optimizer):
         return self.decay
 
 
-OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "rmsprop": RMSProp, "adam": Adam}
+@dataclass(frozen=True, kw_only=True)
+class OptimizerInfo(Entry):
+    """Registry entry: code, update formula, the class, the hyperparameters its constructor
+    takes beyond lr, weight_decay and schedule, and preset arguments of a variant (nesterov
+    is Momentum with nesterov=True)."""
+    cls: type
+    hyper: tuple = ()
+    preset: tuple = ()
+    variant_of: str = None
+
+    @property
+    def uses_eps(self):
+        return self.cls.uses_eps
 
 
-def check_fraction(name, value):
-    """A number in [0, 1)."""
-    value = check_nonnegative(name, value)
-    if value >= 1.0:
-        raise ValueError(f"{name}: expected a number in [0, 1), got {value!r}")
-    return value
+OPTIMIZERS = build_registry([
+    OptimizerInfo(name="sgd", code=SGD_CODE, formula="theta -= lr g", cls=SGD),
+    OptimizerInfo(name="momentum", code=MOMENTUM_CODE, formula="v = mu v + g; theta -= lr v",
+                  cls=Momentum, hyper=("momentum", "nesterov")),
+    OptimizerInfo(name="nesterov", code=MOMENTUM_CODE,
+                  formula="v = mu v + g; theta -= lr (g + mu v)", cls=Momentum,
+                  hyper=("momentum",), preset=(("nesterov", True),), variant_of="momentum"),
+    OptimizerInfo(name="rmsprop", code=RMSPROP_CODE,
+                  formula="v = rho v + (1-rho) g^2; theta -= lr g / sqrt(v + eps)", cls=RMSProp,
+                  hyper=("rho", "eps", "eps_inside_sqrt")),
+    OptimizerInfo(name="adam", code=ADAM_CODE,
+                  formula="m, v EMAs (b1, b2); theta -= lr mhat / sqrt(vhat + eps)", cls=Adam,
+                  hyper=("beta1", "beta2", "eps", "eps_inside_sqrt")),
+])
 
 
-def make_optimizer(name, **params):
-    """An optimizer from its registry name (`nesterov` is spelled as momentum + nesterov=True)."""
+def make_optimizer(name, lr=None, **hyper):
+    """An optimizer from its registry name (the one factory: specs, the CLI and the bench build
+    optimizers here). lr None: the class default; hyper: weight_decay, schedule (a Schedule)
+    and the entry's own hyperparameters (OPTIMIZERS[name].hyper); anything else is a
+    ValueError naming it."""
     check_choice("optimizer", name, OPTIMIZERS)
-    return OPTIMIZERS[name](**params)
+    entry = OPTIMIZERS[name]
+    allowed = entry.hyper + ("weight_decay", "schedule")
+    for key in hyper:
+        if key not in allowed:
+            raise ValueError(f"{key}: not a hyperparameter of optimizer {name!r}; expected one "
+                             f"of {sorted(allowed)}")
+    args = {**dict(entry.preset), **hyper}
+    if lr is not None:
+        args["lr"] = lr
+    return entry.cls(**args)
 
 
 def update_reference(name, theta, g, state, t, lr, momentum=0.0, decay=0.0, eps=0.0,

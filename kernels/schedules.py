@@ -10,21 +10,18 @@ import numbers
 from dataclasses import dataclass
 
 from ._jit import kernel
+from .registry import Entry, build_registry
+from .validation import check_choice
 
 CONSTANT, STEP, EXPONENTIAL, INVERSE_TIME, COSINE = range(5)
 
-SCHEDULE_FORMULAS = {
-    "constant": "lr0",
-    "step": "lr0 gamma^floor(t / step_size)  (torch StepLR)",
-    "exponential": "lr0 gamma^t  (torch ExponentialLR)",
-    "inverse_time": "lr0 / (1 + k t)",
-    "cosine": "eta_min + (lr0 - eta_min)(1 + cos(pi min(t, T)/T))/2  (torch CosineAnnealingLR, t <= T)",
-}
 
 
-@kernel
-def scheduled_lr(lr0, code, p1, p2, warmup, t):
-    """lr at step t for schedule `code` with parameters (p1, p2) and `warmup` steps."""
+def lr_at(lr0, code, p1, p2, warmup, t):
+    """lr at step t for schedule `code` with parameters (p1, p2) and `warmup` steps.
+
+    Plain Python compiled for every target: `scheduled_lr` (CPU) and the CUDA device function
+    of kernels.cuda.optimizers are this one function."""
     if warmup > 0:
         if t < warmup:
             return lr0 * (t + 1.0) / warmup
@@ -41,6 +38,9 @@ def scheduled_lr(lr0, code, p1, p2, warmup, t):
     return lr0
 
 
+scheduled_lr = kernel(lr_at)
+
+
 @dataclass(frozen=True)
 class Schedule:
     """A schedule by name with its two parameters and an optional warmup; see SCHEDULES."""
@@ -50,22 +50,23 @@ class Schedule:
     warmup: int = 0
 
     def __post_init__(self):
-        if not isinstance(self.name, str) or self.name not in SCHEDULES:
-            raise ValueError(f"schedule: unknown name {self.name!r}; expected one of "
-                             f"{sorted(SCHEDULES)}")
+        """Checks the name, warmup and the schedule's parameters (whichever builder or direct
+        construction made it): a ValueError naming the builder's argument."""
+        check_choice("schedule", self.name, SCHEDULES)
+        object.__setattr__(self, "warmup", _check_warmup(self.warmup))
+        checks = dict(SCHEDULES[self.name].checks)
+        for slot in ("p1", "p2"):
+            argument, expected, ok = checks.get(slot, (slot, "a finite number", _any))
+            object.__setattr__(self, slot, _number(argument, getattr(self, slot), expected, ok))
 
     @property
     def code(self):
-        return SCHEDULES[self.name]
+        return SCHEDULES[self.name].code
 
     def lr(self, lr0, t):
         """lr at step t (plain Python, same formula as the kernel)."""
-        return scheduled_lr.py_func(float(lr0), self.code, float(self.p1), float(self.p2),
-                                    int(self.warmup), int(t))
-
-
-SCHEDULES = {"constant": CONSTANT, "step": STEP, "exponential": EXPONENTIAL,
-             "inverse_time": INVERSE_TIME, "cosine": COSINE}
+        return lr_at(float(lr0), self.code, float(self.p1), float(self.p2), int(self.warmup),
+                     int(t))
 
 
 def _number(argument, value, expected, ok):
@@ -85,49 +86,77 @@ def _check_warmup(warmup):
 
 def Constant(warmup=0):
     """lr(t) = lr0."""
-    return Schedule("constant", warmup=_check_warmup(warmup))
+    return Schedule("constant", warmup=warmup)
 
 
 def Step(step_size, gamma=0.1, warmup=0):
     """lr(t) = lr0 gamma^floor(t/step_size)."""
-    step_size = _number("step_size", step_size, "a positive number of steps (>= 1)",
-                        lambda s: s >= 1)
-    gamma = _number("gamma", gamma, "a positive factor", lambda g: g > 0)
-    return Schedule("step", step_size, gamma, _check_warmup(warmup))
+    return Schedule("step", step_size, gamma, warmup)
 
 
 def Exponential(gamma, warmup=0):
     """lr(t) = lr0 gamma^t."""
-    gamma = _number("gamma", gamma, "a positive factor", lambda g: g > 0)
-    return Schedule("exponential", 0.0, gamma, _check_warmup(warmup))
+    return Schedule("exponential", 0.0, gamma, warmup)
 
 
 def InverseTime(k, warmup=0):
     """lr(t) = lr0 / (1 + k t)."""
-    k = _number("k", k, "a non-negative decay rate", lambda x: x >= 0)
-    return Schedule("inverse_time", k, 0.0, _check_warmup(warmup))
+    return Schedule("inverse_time", k, 0.0, warmup)
 
 
 def Cosine(t_max, eta_min=0.0, warmup=0):
     """lr(t) = eta_min + (lr0 - eta_min)(1 + cos(pi min(t,T)/T))/2 with T = t_max."""
-    t_max = _number("t_max", t_max, "a positive number of steps (>= 1)", lambda t: t >= 1)
-    eta_min = _number("eta_min", eta_min, "a non-negative learning rate", lambda e: e >= 0)
-    return Schedule("cosine", t_max, eta_min, _check_warmup(warmup))
+    return Schedule("cosine", t_max, eta_min, warmup)
+
+
+def _any(value):
+    return True
+
+
+STEPS = ("a positive number of steps (>= 1)", lambda s: s >= 1)
+FACTOR = ("a positive factor", lambda g: g > 0)
+RATE = ("a non-negative decay rate", lambda x: x >= 0)
+FLOOR = ("a non-negative learning rate", lambda e: e >= 0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleInfo(Entry):
+    """Registry entry: code, formula, the builder, its parameters (p1, p2 in that order) and
+    their checks (slot, (argument, expected, ok))."""
+    builder: object
+    params: tuple = ()
+    checks: tuple = ()
+
+
+SCHEDULES = build_registry([
+    ScheduleInfo(name="constant", code=CONSTANT, formula="lr0", builder=Constant),
+    ScheduleInfo(name="step", code=STEP, formula="lr0 gamma^floor(t / step_size)  (torch StepLR)",
+                 builder=Step, params=("step_size", "gamma"),
+                 checks=(("p1", ("step_size",) + STEPS), ("p2", ("gamma",) + FACTOR))),
+    ScheduleInfo(name="exponential", code=EXPONENTIAL, formula="lr0 gamma^t  (torch ExponentialLR)",
+                 builder=Exponential, params=("gamma",),
+                 checks=(("p2", ("gamma",) + FACTOR),)),
+    ScheduleInfo(name="inverse_time", code=INVERSE_TIME, formula="lr0 / (1 + k t)",
+                 builder=InverseTime, params=("k",), checks=(("p1", ("k",) + RATE),)),
+    ScheduleInfo(name="cosine", code=COSINE,
+                 formula="eta_min + (lr0 - eta_min)(1 + cos(pi min(t, T)/T))/2  "
+                 "(torch CosineAnnealingLR, t <= T)", builder=Cosine, params=("t_max", "eta_min"),
+                 checks=(("p1", ("t_max",) + STEPS), ("p2", ("eta_min",) + FLOOR))),
+])
+SCHEDULE_FORMULAS = {name: entry.formula for name, entry in SCHEDULES.items()}
 
 
 def make_schedule(name, warmup=0, **params):
-    """A schedule from its registry name and keyword parameters (used by specs and the CLI)."""
-    builders = {"constant": Constant, "step": Step, "exponential": Exponential,
-                "inverse_time": InverseTime, "cosine": Cosine}
-    if not isinstance(name, str) or name not in builders:
-        raise ValueError(f"schedule: unknown name {name!r}; expected one of {sorted(builders)}")
-    signature = inspect.signature(builders[name]).parameters
-    allowed = [p for p in signature if p != "warmup"]
+    """A Schedule from its registry name and keyword parameters (the one factory: specs, the
+    CLI and the bench build schedules here). Unknown names or parameters: a ValueError."""
+    check_choice("schedule", name, SCHEDULES)
+    entry = SCHEDULES[name]
+    signature = inspect.signature(entry.builder).parameters
     for key in params:
-        if key not in allowed:
+        if key not in entry.params:
             raise ValueError(f"{key}: not a parameter of schedule {name!r}; expected "
-                             f"{allowed or 'none'}")
+                             f"{list(entry.params) or 'none'}")
     for key, p in signature.items():
         if p.default is inspect.Parameter.empty and key not in params:
             raise ValueError(f"{key}: schedule {name!r} needs it")
-    return builders[name](warmup=warmup, **params)
+    return entry.builder(warmup=warmup, **params)

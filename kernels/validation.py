@@ -6,6 +6,8 @@ import numbers
 import numpy as np
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
+MAX_WIDTH = 1 << 20   # units per layer (a 2^20 x 2^20 float32 matrix is already 4 TiB)
+SEED_BOUND = 1 << 63  # seeds in [0, 2^63): what NumPy accepts and an int64 column stores
 
 
 def check_choice(argument, value, choices):
@@ -45,6 +47,45 @@ def check_positive_int(argument, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
         raise ValueError(f"{argument}: expected a positive integer, got {value!r}")
     return int(value)
+
+
+def check_bool(argument, value):
+    """True or False (NumPy bools included); anything else, 0 and 1 too, is a ValueError."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{argument}: expected true or false, got {value!r}")
+    return bool(value)
+
+
+def check_seed(argument, value):
+    """An integer seed in [0, 2^63)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or \
+            not 0 <= value < SEED_BOUND:
+        raise ValueError(f"{argument}: expected an integer in [0, 2**63), got {value!r}")
+    return int(value)
+
+
+def check_sizes(sizes):
+    """Layer widths (n_0, ..., n_L): at least two integers in [1, MAX_WIDTH], given as a list,
+    tuple or 1-D array (a string is refused, not read digit by digit); integral floats such
+    as 4.0 count as integers."""
+    expected = (f"sizes: expected at least two positive integer widths <= {MAX_WIDTH} "
+                f"(inputs, ..., outputs), got {sizes!r}")
+    if isinstance(sizes, np.ndarray):
+        sizes = sizes.tolist() if sizes.ndim == 1 else None
+    if not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
+        raise ValueError(expected)
+    out = []
+    for s in sizes:
+        if isinstance(s, (bool, np.bool_)) or not isinstance(s, numbers.Real):
+            raise ValueError(expected)
+        if not isinstance(s, numbers.Integral):
+            if not math.isfinite(s) or s != int(s):
+                raise ValueError(expected)
+        s = int(s)
+        if not 1 <= s <= MAX_WIDTH:
+            raise ValueError(expected)
+        out.append(s)
+    return out
 
 
 def check_dtype(value):

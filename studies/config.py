@@ -8,15 +8,18 @@ import math
 import numbers
 from dataclasses import dataclass
 
+import numpy as np
+
 from kernels.activations import ACTIVATIONS
-from kernels.clipping import CLIPPING, Clip
+from kernels.clipping import CLIPPING, make_clip
 from kernels.init import INITS
 from kernels.losses import LOSSES
-from kernels.optimizers import Adam, Momentum, RMSProp, SGD
+from kernels.optimizers import OPTIMIZERS, make_optimizer
 from kernels.schedules import SCHEDULES, make_schedule
+from kernels.validation import SEED_BOUND
 
 HIDDEN_ACTIVATIONS = sorted(k for k, a in ACTIVATIONS.items() if a.hidden)
-OPTIMIZER_NAMES = ["sgd", "momentum", "nesterov", "rmsprop", "adam"]
+OPTIMIZER_NAMES = list(OPTIMIZERS)
 # loss+output pairs the kernels accept: cross-entropy is taken on softmax outputs only
 OBJECTIVES = tuple(f"{loss}+{act}" for loss in LOSSES for act in ACTIVATIONS
                    if act == "softmax" or loss != "cross_entropy")
@@ -24,7 +27,9 @@ OBJECTIVES = tuple(f"{loss}+{act}" for loss in LOSSES for act in ACTIVATIONS
 
 @dataclass(frozen=True)
 class Field:
-    """A configuration key: its type, default, allowed values or range, and a description."""
+    """A configuration key: its type, default, allowed values or range, a description, and
+    per_run: whether runs that differ in it can still train together in one multi-run group
+    (seed, init, optimizer, schedule, clipping) rather than needing their own."""
     kind: type
     default: object
     help: str
@@ -32,6 +37,16 @@ class Field:
     minimum: float = None
     exclusive_minimum: bool = False
     nullable: bool = False
+    maximum: float = None
+    exclusive_maximum: bool = False
+    per_run: bool = False
+
+
+# sane upper bounds: a typo (1e9 steps, width 10**6) is an error, not hours of work or an
+# out-of-memory crash; seeds stay below 2^63, what NumPy accepts and an int64 column stores
+MAX_WIDTH, MAX_DEPTH, MAX_STEPS, MAX_ROWS = 65536, 1000, 10**8, 10**7
+FRACTION = dict(minimum=0, maximum=1, exclusive_maximum=True)  # [0, 1)
+SEED = dict(minimum=0, maximum=SEED_BOUND, exclusive_maximum=True)  # [0, 2^63)
 
 
 FIELDS = {
@@ -39,16 +54,17 @@ FIELDS = {
     "dataset": Field(str, "digits", "dataset name or file path (see studies.data.datasets)"),
     "dataset_options": Field(dict, None, "builder options of the dataset, e.g. {noise = 0.2}",
                              nullable=True),
-    "data_seed": Field(int, 0, "seed of the dataset's split/generation", minimum=0),
+    "data_seed": Field(int, 0, "seed of the dataset's split/generation", **SEED),
     "n_samples": Field(int, None, "subsample the dataset to this many rows", minimum=1,
-                       nullable=True),
-    "eval_rows": Field(int, 512, "training rows used for activation statistics", minimum=2),
+                       maximum=MAX_ROWS, nullable=True),
+    "eval_rows": Field(int, 512, "training rows used for activation statistics", minimum=2,
+                       maximum=MAX_ROWS),
     "gradient_stats": Field(bool, False, "also record percentiles of the back-propagated "
                             "gradient per layer (g_*; a backward pass over the evaluation rows "
                             "at each metric step)"),
     # architecture
-    "depth": Field(int, 2, "number of hidden layers", minimum=0),
-    "width": Field(int, 64, "units per hidden layer", minimum=1),
+    "depth": Field(int, 2, "number of hidden layers", minimum=0, maximum=MAX_DEPTH),
+    "width": Field(int, 64, "units per hidden layer", minimum=1, maximum=MAX_WIDTH),
     "activation": Field(str, "relu", "hidden activation", choices=tuple(HIDDEN_ACTIVATIONS)),
     "output_activation": Field(str, None, "output activation (default: by loss)",
                                choices=tuple(ACTIVATIONS), nullable=True),
@@ -60,43 +76,56 @@ FIELDS = {
                     "the simulator)", choices=("cpu", "cuda")),
     # initialization
     "init": Field(str, None, "weight init (default: he_normal for ReLU family, else "
-                  "xavier_normal)", choices=tuple(INITS), nullable=True),
-    "gain": Field(float, 1.0, "init gain", minimum=0, exclusive_minimum=True),
+                  "xavier_normal)", choices=tuple(INITS), nullable=True, per_run=True),
+    "gain": Field(float, 1.0, "init gain", minimum=0, exclusive_minimum=True, per_run=True),
     "init_scale": Field(float, None, "std/bound of naive inits", minimum=0,
-                        exclusive_minimum=True, nullable=True),
+                        exclusive_minimum=True, nullable=True, per_run=True),
     "sigma_w2": Field(float, None, "mean-field weight variance: W ~ N(0, sigma_w2/fan_in) "
                       "(sets init=lecun_normal, gain=sqrt(sigma_w2))", minimum=0,
-                      exclusive_minimum=True, nullable=True),
-    "sigma_b2": Field(float, 0.0, "bias variance: b ~ N(0, sigma_b2)", minimum=0),
+                      exclusive_minimum=True, nullable=True, per_run=True),
+    "sigma_b2": Field(float, 0.0, "bias variance: b ~ N(0, sigma_b2)", minimum=0,
+                      per_run=True),
     # optimization
-    "optimizer": Field(str, "sgd", "optimizer", choices=tuple(OPTIMIZER_NAMES)),
-    "lr": Field(float, 0.01, "learning rate", minimum=0, exclusive_minimum=True),
-    "momentum": Field(float, 0.9, "momentum (momentum, nesterov)", minimum=0),
-    "beta1": Field(float, 0.9, "Adam beta1", minimum=0),
-    "beta2": Field(float, 0.999, "Adam beta2", minimum=0),
-    "rho": Field(float, 0.99, "RMSProp decay", minimum=0),
-    "eps": Field(float, 1e-8, "RMSProp/Adam epsilon", minimum=0, exclusive_minimum=True),
-    "eps_inside_sqrt": Field(bool, True, "report's lr/sqrt(v+eps) (else PyTorch's)"),
-    "weight_decay": Field(float, 0.0, "L2 weight decay", minimum=0),
-    "schedule": Field(str, "constant", "learning-rate schedule", choices=tuple(SCHEDULES)),
-    "step_size": Field(int, 100, "step schedule: steps between decays", minimum=1),
+    "optimizer": Field(str, "sgd", "optimizer", choices=tuple(OPTIMIZER_NAMES), per_run=True),
+    "lr": Field(float, 0.01, "learning rate", minimum=0, exclusive_minimum=True,
+                per_run=True),
+    "momentum": Field(float, 0.9, "momentum (momentum, nesterov)", **FRACTION, per_run=True),
+    "beta1": Field(float, 0.9, "Adam beta1", **FRACTION, per_run=True),
+    "beta2": Field(float, 0.999, "Adam beta2", **FRACTION, per_run=True),
+    "rho": Field(float, 0.99, "RMSProp decay", **FRACTION, per_run=True),
+    "eps": Field(float, 1e-8, "RMSProp/Adam epsilon (nonzero in the dtype)", minimum=0,
+                 exclusive_minimum=True, per_run=True),
+    "eps_inside_sqrt": Field(bool, True, "report's lr/sqrt(v+eps) (else PyTorch's)",
+                             per_run=True),
+    "weight_decay": Field(float, 0.0, "L2 weight decay", minimum=0, per_run=True),
+    "schedule": Field(str, "constant", "learning-rate schedule", choices=tuple(SCHEDULES),
+                      per_run=True),
+    "step_size": Field(int, 100, "step schedule: steps between decays", minimum=1,
+                       maximum=MAX_STEPS, per_run=True),
     "gamma": Field(float, 0.5, "step/exponential schedule factor", minimum=0,
-                   exclusive_minimum=True),
-    "decay_k": Field(float, 1e-3, "inverse-time schedule rate", minimum=0),
-    "eta_min": Field(float, 0.0, "cosine schedule floor", minimum=0),
-    "warmup": Field(int, 0, "linear warmup steps", minimum=0),
-    "clip": Field(str, "none", "gradient clipping mode", choices=tuple(CLIPPING)),
+                   exclusive_minimum=True, per_run=True),
+    "decay_k": Field(float, 1e-3, "inverse-time schedule rate", minimum=0, per_run=True),
+    "eta_min": Field(float, 0.0, "cosine schedule floor", minimum=0, per_run=True),
+    "warmup": Field(int, 0, "linear warmup steps", minimum=0, maximum=MAX_STEPS,
+                    per_run=True),
+    "clip": Field(str, "none", "gradient clipping mode", choices=tuple(CLIPPING),
+                  per_run=True),
     "clip_threshold": Field(float, 1.0, "clipping threshold", minimum=0,
-                            exclusive_minimum=True),
+                            exclusive_minimum=True, per_run=True),
     "batch_size": Field(int, 64, "rows per step; 0 = full batch (batch GD), 1 = SGD",
-                        minimum=0),
-    "steps": Field(int, 500, "optimizer steps", minimum=1),
-    "metrics_every": Field(int, 50, "record metrics every this many steps", minimum=1),
-    "seed": Field(int, 0, "seed of initialization and shuffling", minimum=0),
+                        minimum=0, maximum=MAX_ROWS),
+    "steps": Field(int, 500, "optimizer steps", minimum=1, maximum=MAX_STEPS),
+    "metrics_every": Field(int, 50, "record metrics every this many steps", minimum=1,
+                           maximum=MAX_STEPS),
+    "seed": Field(int, 0, "seed of initialization and shuffling", **SEED, per_run=True),
     "objective": Field(str, None, "loss and output activation as one value 'loss+activation' "
                        "(e.g. 'mse+sigmoid'), so one sweep axis can pair them; leave loss and "
                        "output_activation unset", choices=tuple(OBJECTIVES), nullable=True),
 }
+
+
+# keys in which runs of one multi-run group may differ (everything else they share)
+PER_RUN_KEYS = frozenset(name for name, f in FIELDS.items() if f.per_run)
 
 
 def suggest(word, choices):
@@ -115,9 +144,7 @@ def check_value(key, value, where):
             return None
         raise ValueError(f"{where}: {key} may not be empty; expected a {field.kind.__name__}")
     if field.kind is dict:
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise ValueError(f"{where}: {key} = {value!r}: expected a table of options")
-        return dict(sorted(value.items()))
+        return _check_table(key, value, where)
     if field.kind is bool:
         if not isinstance(value, bool):
             raise ValueError(f"{where}: {key} = {value!r}: expected true or false")
@@ -142,7 +169,45 @@ def check_value(key, value, where):
         if value < low or (field.exclusive_minimum and value == low):
             relation = ">" if field.exclusive_minimum else ">="
             raise ValueError(f"{where}: {key} = {value!r}: expected a value {relation} {low}")
+    if field.maximum is not None:
+        high = field.maximum
+        if value > high or (field.exclusive_maximum and value == high):
+            relation = "<" if field.exclusive_maximum else "<="
+            raise ValueError(f"{where}: {key} = {value!r}: expected a value {relation} {high}")
     return value
+
+
+def _check_table(key, value, where):
+    """A table of options: string keys, values scalars (string, bool, integer, finite number)
+    or lists of scalars. An empty table is None (no options)."""
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"{where}: {key} = {value!r}: expected a table of options")
+
+    def scalar(v):
+        return isinstance(v, (str, bool, numbers.Integral)) or \
+            (isinstance(v, numbers.Real) and math.isfinite(v))
+    for name, v in value.items():
+        if not (scalar(v) or (isinstance(v, list) and all(scalar(item) for item in v))):
+            raise ValueError(f"{where}: {key}.{name} = {v!r}: expected a string, a boolean, a "
+                             f"finite number or a list of those")
+    return dict(sorted(value.items())) or None
+
+
+def _check_combinations(out, where):
+    """Checks that involve several keys: eps must survive the cast to the run's dtype (a
+    float32 eps below ~1.4e-45 is 0 there, and then 0/0 = NaN weights), lr must not overflow
+    it, and batch norm needs batches of at least 2 rows."""
+    dtype = np.dtype(out["dtype"])
+    if OPTIMIZERS[out["optimizer"]].uses_eps and dtype.type(out["eps"]) == 0:
+        raise ValueError(f"{where}: eps = {out['eps']!r}: rounds to 0 in {dtype.name}; expected "
+                         f"a value >= {float(np.finfo(dtype).smallest_subnormal):.3g}")
+    with np.errstate(over="ignore"):
+        if not np.isfinite(dtype.type(out["lr"])):
+            raise ValueError(f"{where}: lr = {out['lr']!r}: overflows {dtype.name}; expected a "
+                             f"value <= {np.finfo(dtype).max}")
+    if out["batchnorm"] and out["batch_size"] == 1:
+        raise ValueError(f"{where}: batch_size = 1 with batchnorm = true: batch norm needs "
+                         f"batches of at least 2 rows; expected batch_size 0 or >= 2")
 
 
 def resolve(config, where="config"):
@@ -156,6 +221,7 @@ def resolve(config, where="config"):
                                          out["output_activation"] is not None):
         raise ValueError(f"{where}: objective = {out['objective']!r} sets the loss and the output "
                          f"activation; leave loss and output_activation unset")
+    _check_combinations(out, where)
     return canonical(out)
 
 
@@ -206,30 +272,28 @@ def build_network(config, n_features, n_outputs, classification):
                batchnorm=config["batchnorm"], dtype=config["dtype"], seed=config["seed"])
 
 
+# schedule parameter -> the configuration key that holds it
+SCHEDULE_KEYS = {"step_size": "step_size", "gamma": "gamma", "k": "decay_k", "t_max": "steps",
+                 "eta_min": "eta_min"}
+
+
 def build_schedule(config):
+    """The schedule (kernels.schedules.make_schedule) a configuration describes; cosine anneals
+    over all `steps`."""
     name = config["schedule"]
-    params = {"constant": {}, "step": {"step_size": config["step_size"], "gamma": config["gamma"]},
-              "exponential": {"gamma": config["gamma"]},
-              "inverse_time": {"k": config["decay_k"]},
-              "cosine": {"t_max": config["steps"], "eta_min": config["eta_min"]}}[name]
+    params = {p: config[SCHEDULE_KEYS[p]] for p in SCHEDULES[name].params}
     return make_schedule(name, warmup=config["warmup"], **params)
 
 
 def build_optimizer(config):
-    """The optimizer (with its schedule) a configuration describes."""
-    common = dict(lr=config["lr"], weight_decay=config["weight_decay"],
-                  schedule=build_schedule(config))
+    """The optimizer (with its schedule) a configuration describes, through
+    kernels.optimizers.make_optimizer with the keys of the optimizer's registry entry."""
     name = config["optimizer"]
-    if name == "sgd":
-        return SGD(**common)
-    if name in ("momentum", "nesterov"):
-        return Momentum(momentum=config["momentum"], nesterov=name == "nesterov", **common)
-    if name == "rmsprop":
-        return RMSProp(rho=config["rho"], eps=config["eps"],
-                       eps_inside_sqrt=config["eps_inside_sqrt"], **common)
-    return Adam(beta1=config["beta1"], beta2=config["beta2"], eps=config["eps"],
-                eps_inside_sqrt=config["eps_inside_sqrt"], **common)
+    hyper = {key: config[key] for key in OPTIMIZERS[name].hyper if key in config}
+    return make_optimizer(name, lr=config["lr"], weight_decay=config["weight_decay"],
+                          schedule=build_schedule(config), **hyper)
 
 
 def build_clip(config):
-    return Clip(config["clip"], config["clip_threshold"] if config["clip"] != "none" else 0.0)
+    """The clipping (kernels.clipping.make_clip) a configuration describes."""
+    return make_clip(config["clip"], config["clip_threshold"])

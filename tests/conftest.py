@@ -23,4 +23,4 @@ def _cuda_usable():
 # The CUDA kernel tests need a GPU or the simulator (which must be switched on before numba is
 # imported): without either they are not collected here; tests/kernels/test_cuda_sim.py runs them in a
 # subprocess under the simulator, and scripts/gpu_check.sh on a real GPU.
-collect_ignore = [] if _cuda_usable() else ["kernels/test_cuda.py"]
+collect_ignore = [] if _cuda_usable() else ["kernels/test_cuda.py", "kernels/test_cuda_api.py"]

@@ -4,16 +4,16 @@ Block and tile sizes are module constants, so shared and local arrays have compi
 Under the simulator (NUMBA_ENABLE_CUDASIM=1, one Python thread per CUDA thread) they are tiny,
 so that simulated tests stay fast and tiny shapes still span several tiles.
 
-`kernel` is `numba.cuda.jit` with on-disk caching in `$NUMBA_CACHE_DIR/cuda-<hash>`, the hash
-taken over every source file of this package (Numba keys a cache on the kernel's own file only,
-which would miss an edited device function of another module).
+`kernel` is `numba.cuda.jit` with on-disk caching in `$NUMBA_CACHE_DIR/cuda-<hash>-<hash>`, the
+hashes taken over every source file of kernels/ and of this package (Numba keys a cache on the
+kernel's own file only, which would miss an edited device function of another module).
 """
 from pathlib import Path
 
 from numba import config as numba_config
 from numba import cuda
 
-from .._jit import cache_dir_for
+from .._jit import _source_hash, cache_dir_for
 
 SIMULATOR = bool(numba_config.ENABLE_CUDASIM)
 
@@ -33,7 +33,10 @@ MICRO = TILE // THREADS_2D          # outputs per thread along each tile axis
 MAX_LAYERS = 512                     # layers a network may have on the device
 
 
-CACHE_DIR = cache_dir_for(Path(__file__).parent, "cuda")  # once, not per kernel
+# once, not per kernel; keyed on kernels/*.py too (the device code compiles kernels.schedules'
+# lr_at and reads the codes of kernels.activations, optimizers and clipping)
+_KERNELS_HASH = _source_hash(Path(__file__).parents[1])
+CACHE_DIR = cache_dir_for(Path(__file__).parent, f"cuda-{_KERNELS_HASH}")
 
 
 def kernel(func):

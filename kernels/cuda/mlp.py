@@ -8,49 +8,24 @@ rounding: the GEMMs sum in another order than BLAS).
 import numpy as np
 
 from ..clipping import Clip
-from ..mlp import MLP, DivergenceError
+from ..mlp import MLP, DivergenceError, evaluate_net
+from ..runset import RunSet
 from ..validation import check_inputs, check_positive_int
 from . import require
 from .step import DeviceData, Engine
 
 
-class DeviceNets:
-    """Shared logic of CudaMLP (one network) and CudaMultiMLP (R networks, one architecture)."""
+class DeviceNets(RunSet):
+    """Shared logic of CudaMLP (one network) and CudaMultiMLP (R networks, one architecture);
+    the checks and properties common with the CPU MultiMLP come from kernels.runset.RunSet."""
 
     def __init__(self, nets):
         require()
-        self.templates = [net.copy() for net in nets]
-        first = self.templates[0]
-        for net in self.templates[1:]:
-            _check_same_architecture(first, net)
-        params = np.stack([net.params for net in self.templates])
-        running = np.stack([net.running for net in self.templates])
+        templates = self._set_templates(nets)
+        first = templates[0]
+        params = np.stack([net.params for net in templates])
+        running = np.stack([net.running for net in templates])
         self.engine = Engine(first.spec, first.dtype, params, running)
-
-    # ------------------------------------------------------------------ properties
-    @property
-    def template(self):
-        return self.templates[0]
-
-    @property
-    def runs(self):
-        return self.engine.runs
-
-    @property
-    def sizes(self):
-        return list(self.template.sizes)
-
-    @property
-    def spec(self):
-        return self.template.spec
-
-    @property
-    def dtype(self):
-        return self.template.dtype
-
-    @property
-    def n_params(self):
-        return self.template.n_params
 
     # ------------------------------------------------------------------ data
     def check_runs_batch(self, x, y):
@@ -76,31 +51,13 @@ class DeviceNets:
         return DeviceData(xb, yb)
 
     def _order(self, order, data):
-        if order is None:
-            order = np.arange(data.n_rows, dtype=np.int64)
-        order = np.asarray(order)
-        if order.dtype.kind not in "iu" or order.ndim not in (1, 2) or order.shape[-1] == 0:
-            raise ValueError(f"order: expected a non-empty integer array of row indices (rows,) "
-                             f"or (runs, rows), got {order.dtype} {order.shape}")
-        if order.ndim == 2 and order.shape[0] != self.runs:
-            raise ValueError(f"order: expected {self.runs} rows (one per run), got {order.shape}")
-        if order.min() < 0 or order.max() >= data.n_rows:
-            raise ValueError(f"order: indices must lie in [0, {data.n_rows - 1}]")
-        order = np.ascontiguousarray(order.reshape(-1, order.shape[-1]), np.int64)
+        """The checked (1 or R, rows) orders (kernels.runset.check_orders), on the device."""
         from numba import cuda
-        return cuda.to_device(order)
-
-    @staticmethod
-    def _per_run(value, runs, name):
-        if isinstance(value, (list, tuple)):
-            if len(value) != runs:
-                raise ValueError(f"{name}: expected one or {runs} values, got {len(value)}")
-            return list(value)
-        return [value] * runs
+        return cuda.to_device(self._orders(order, data.n_rows))
 
     def _bind(self, opt, clip):
-        clips = [Clip() if c is None else c for c in self._per_run(clip, self.runs, "clip")]
-        self.engine.bind_optimizers(self._per_run(opt, self.runs, "opt"), clips)
+        clips = [Clip() if c is None else c for c in self._per_run(clip, "clip")]
+        self.engine.bind_optimizers(self._per_run(opt, "opts"), clips)
 
     # ------------------------------------------------------------------ training
     def _step_batch(self, x, y, opt, clip):
@@ -124,9 +81,10 @@ class DeviceNets:
         self._bind(opt, clip)
         return self.engine.run_batches(data, order_dev, batch_size, n_steps)
 
-    def _forward(self, x, training):
-        """(runs, rows, n_L) outputs; evaluation goes in chunks of up to 4096 rows (or the
-        workspace size), training mode in one batch (batch statistics)."""
+    def _forward(self, x, training, logits=False):
+        """(runs, rows, n_L) outputs (logits: the output layer's activation input);
+        evaluation goes in chunks of up to 4096 rows (or the workspace size), training mode in
+        one batch (batch statistics)."""
         x = check_inputs(x, self.sizes[0], self.dtype)
         if training and self.template.batchnorm and len(x) < 2:
             raise ValueError("x: batch norm in training mode needs at least 2 rows, got 1")
@@ -137,8 +95,8 @@ class DeviceNets:
         for lo in range(0, len(x), chunk):
             part = x[lo:lo + chunk]
             xin, _ = eng.upload_batch(part[None], None)
-            eng.forward(xin, len(part), bool(training))
-            outs.append(eng.output_host(len(part)))
+            eng.forward(xin, len(part), bool(training), softmax=not logits)
+            outs.append(eng.output_host(len(part), logits))
         return np.concatenate(outs, axis=1)
 
     def _loss_and_grads(self, x, y):
@@ -176,18 +134,17 @@ class DeviceNets:
         return nets
 
 
-def _check_same_architecture(a, b):
-    same = (a.sizes == b.sizes and a.dtype == b.dtype and a.loss_name == b.loss_name
-            and np.array_equal(a.spec.act_code, b.spec.act_code)
-            and np.array_equal(a.spec.act_param, b.spec.act_param)
-            and np.array_equal(a.spec.bn, b.spec.bn))
-    if not same:
-        raise ValueError(f"nets: every network of a multi-run group needs the same architecture "
-                         f"(sizes, activations, loss, batch norm, dtype); got {a!r} and {b!r}")
-
-
 class CudaMLP(DeviceNets):
-    """One network on the GPU: CudaMLP(mlp) or CudaMLP(sizes, **MLP constructor arguments)."""
+    """One network on the GPU: CudaMLP(mlp) or CudaMLP(sizes, **MLP constructor arguments).
+
+    The public API of the CPU MLP. On the device: train_step, train_epoch, fit, forward,
+    predict, loss, accuracy, evaluate (forward pass on the device, the float64 loss of its
+    outputs on the host) and loss_and_grads. Host copies (taken when read; edits do not reach
+    the device): params, weights, biases, gammas, betas, running, running_mean, running_var,
+    grads_by_name(). trace runs on a host copy (to_cpu()): it returns every intermediate,
+    which the device does not keep."""
+
+    device = "cuda"
 
     def __init__(self, net_or_sizes, **mlp_args):
         if isinstance(net_or_sizes, MLP):
@@ -196,9 +153,40 @@ class CudaMLP(DeviceNets):
                                  f"when building from sizes, not from an MLP")
             net = net_or_sizes
         else:
+            mlp_args.pop("device", None)
             net = MLP(net_or_sizes, **mlp_args)
         super().__init__([net])
 
+    # ------------------------------------------------------------------ architecture
+    @property
+    def loss_name(self):
+        return self.template.loss_name
+
+    @property
+    def hidden_activations(self):
+        return list(self.template.hidden_activations)
+
+    @property
+    def output_activation(self):
+        return self.template.output_activation
+
+    @property
+    def activations(self):
+        return self.template.activations
+
+    @property
+    def init(self):
+        return self.template.init
+
+    @property
+    def seed(self):
+        return self.template.seed
+
+    def config(self):
+        """The constructor arguments of the network (as MLP.config)."""
+        return self.template.config()
+
+    # ------------------------------------------------------------------ host copies
     def params_host(self):
         """Host copy of the flat parameter vector (n_params,)."""
         return self.engine.params_host()[0]
@@ -219,11 +207,50 @@ class CudaMLP(DeviceNets):
 
     @property
     def running(self):
+        """Host copy of the running statistics (edits do not reach the device)."""
         return self.running_host()
+
+    def _host_views(self, kind):
+        return self.template.grads_by_name(self.params_host())[kind]
+
+    @property
+    def weights(self):
+        """W[l] of shape (n_{l+1}, n_l): host copies (one copy of the parameters per read)."""
+        return self._host_views("W")
+
+    @property
+    def biases(self):
+        return self._host_views("b")
+
+    @property
+    def gammas(self):
+        """Batch-norm scales per layer (None where a layer has no batch norm), host copies."""
+        return self._host_views("gamma")
+
+    @property
+    def betas(self):
+        return self._host_views("beta")
+
+    @property
+    def running_mean(self):
+        return self.to_cpu().running_mean
+
+    @property
+    def running_var(self):
+        return self.to_cpu().running_var
+
+    def grads_by_name(self, buf=None):
+        """The gradient buffer of the last step or loss_and_grads (or `buf`), split by name."""
+        buf = self.engine.grads_host()[0] if buf is None else buf
+        return self.template.grads_by_name(buf)
 
     @property
     def step_count(self):
         return int(self.engine.fetch_status()[0, 0])
+
+    # ------------------------------------------------------------------ training
+    def check_batch(self, x, y):
+        return self.template.check_batch(x, y)
 
     def _raise_if_diverged(self, loss, norm):
         t, bad = self.engine.status()
@@ -250,12 +277,33 @@ class CudaMLP(DeviceNets):
         self._raise_if_diverged(loss, norm)
         return loss[0]
 
-    def forward(self, x, training=False):
-        """Network output (batch, n_L), as MLP.forward."""
-        return self._forward(x, training)[0]
+    def fit(self, x, y, opt, **options):
+        """As MLP.fit, on the device (kernels.cuda.fit.fit_device); returns a History."""
+        from .fit import fit_device
+        return fit_device(self, x, y, opt, **options)
+
+    # ------------------------------------------------------------------ evaluation
+    def forward(self, x, training=False, logits=False):
+        """Network output (batch, n_L), as MLP.forward (logits: the output layer's activation
+        input)."""
+        return self._forward(x, training, logits)[0]
 
     def predict(self, x):
         return np.argmax(self.forward(x), axis=1)
+
+    def accuracy(self, x, labels):
+        labels = np.asarray(labels)
+        if labels.ndim == 2:
+            labels = labels.argmax(axis=1)
+        return float(np.mean(self.predict(x) == labels))
+
+    def evaluate(self, x, y, training=False):
+        """(loss, accuracy) as MLP.evaluate: the forward pass on the device, the float64 loss
+        (log-sum-exp of the logits for cross-entropy) on the host."""
+        return evaluate_net(self, x, y, training)
+
+    def loss(self, x, y, training=False):
+        return self.evaluate(x, y, training)[0]
 
     def loss_and_grads(self, x, y):
         """(loss, dW list, db list) with batch statistics, nothing updated (as MLP)."""
@@ -263,13 +311,18 @@ class CudaMLP(DeviceNets):
         g = self.template.grads_by_name(grads[0])
         return float(loss[0]), g["W"], g["b"]
 
-    def grads_by_name(self):
-        """The gradient buffer of the last step or loss_and_grads, split by name."""
-        return self.template.grads_by_name(self.engine.grads_host()[0])
+    def trace(self, x, y):
+        """MLP.trace on a host copy (to_cpu()): every intermediate of one forward/backward pass
+        by name, as float64 copies; nothing is updated."""
+        return self.to_cpu().trace(x, y)
 
     def to_cpu(self):
         """A CPU MLP with this network's parameters and running statistics."""
         return self._to_cpu()[0]
+
+    def copy(self):
+        """An independent device network with the same parameters and running statistics."""
+        return CudaMLP(self.to_cpu())
 
     def __repr__(self):
         return f"CudaMLP({self.template!r})"

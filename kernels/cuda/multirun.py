@@ -13,14 +13,7 @@ class CudaMultiMLP(DeviceNets):
     """CudaMultiMLP(nets): nets = a list of CPU MLPs of one architecture (copied to the device)."""
 
     def __init__(self, nets):
-        nets = list(nets)
-        if not nets:
-            raise ValueError("nets: expected a non-empty list of MLPs")
-        from ..mlp import MLP
-        for net in nets:
-            if not isinstance(net, MLP):
-                raise ValueError(f"nets: expected kernels.MLP instances, got {net!r}")
-        super().__init__(nets)
+        super().__init__(nets)  # the checks of kernels.runset.RunSet, as MultiMLP
 
     def train_step(self, x, y, opts, clip=None):
         """One step of every run. x: (B, n_0) shared by all runs or (R, B, n_0); y likewise.
@@ -50,9 +43,9 @@ class CudaMultiMLP(DeviceNets):
         """(R,) optimizer steps applied per run."""
         return self.engine.status()[0]
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, logits=False):
         """Outputs of every run on the shared input x: (R, batch, n_L)."""
-        return self._forward(x, training)
+        return self._forward(x, training, logits)
 
     def loss_and_grads(self, x, y):
         """((R,) losses, (R, n_params) gradients) with batch statistics; nothing updated."""

@@ -7,6 +7,7 @@ Per step, with no host round trip:
    finiteness check (a non-finite step sets FLAG and is not applied), t += 1, lr(t - 1) by the
    formula of kernels.schedules, and the clip coefficient of every layer
    (global_norm: min(1, c/(||g|| + 1e-6)); layer_norm: min(1, c/(||g_l|| + 1e-6)));
+   the schedule is kernels.schedules.lr_at compiled as a device function;
 3. optimizer_update: clipping (scale, or clamp to [-c, c]) fused with the update of
    kernels.optimizers (same codes and formulas: sgd, momentum/nesterov, rmsprop, adam, eps
    inside or outside the square root, L2 weight decay g += wd theta).
@@ -19,30 +20,15 @@ from ..clipping import CLIP_EPS, GLOBAL_NORM, LAYER_NORM, VALUE
 from ..optimizers import ADAM_CODE, C_CLIP, C_EPS_INSIDE, C_NESTEROV, C_OPTIMIZER, C_SCHEDULE, \
     C_WARMUP, H_CLIP, H_DECAY, H_EPS, H_LR, H_MOMENTUM, H_SCHED_P1, H_SCHED_P2, H_WEIGHT_DECAY, \
     MOMENTUM_CODE, RMSPROP_CODE, SGD_CODE
-from ..schedules import COSINE, EXPONENTIAL, INVERSE_TIME, STEP
+from ..schedules import lr_at
 from ._jit import BLOCK, MAX_LAYERS, REDUCE, device, kernel
 from .elementwise import block_sum
 from .tables import CH_HI, CH_LAYER, CH_LO, FLAG, FLAG_STEP, GRAD, MOM1, MOM2, PART_HI, \
     PART_LO, REC_LOSS, REC_NORM, T, THETA
 
 
-@device
-def scheduled_lr(lr0, code, p1, p2, warmup, t):
-    """lr at step t (from 0): linear warmup lr0 (t+1)/W for t < W, then the schedule at t - W."""
-    if warmup > 0:
-        if t < warmup:
-            return lr0 * (t + 1.0) / warmup
-        t = t - warmup
-    if code == STEP:
-        return lr0 * p2 ** math.floor(t / p1)
-    if code == EXPONENTIAL:
-        return lr0 * p2 ** t
-    if code == INVERSE_TIME:
-        return lr0 / (1.0 + p1 * t)
-    if code == COSINE:
-        tt = min(float(t), p1)
-        return p2 + (lr0 - p2) * (1.0 + math.cos(math.pi * tt / p1)) / 2.0
-    return lr0
+# lr at step t (from 0): kernels.schedules.lr_at, the very function the CPU step compiles.
+scheduled_lr = device(lr_at)
 
 
 @kernel

@@ -18,8 +18,8 @@ from .batchnorm import batchnorm_backward, batchnorm_forward, batchnorm_update_r
 from .dense import dense_backward_input, dense_backward_weights, dense_forward
 from .elementwise import gather_rows, loss_forward_backward, softmax_output
 from .optimizers import finalize_step, grad_sumsq, optimizer_update
-from .tables import FLAG, FLAG_STEP, GRAD, MOM1, MOM2, REC_LOSS, REC_NORM, S_A, T, THETA, \
-    U_OFF, layer_tables
+from .tables import FLAG, FLAG_STEP, GRAD, MOM1, MOM2, REC_LOSS, REC_NORM, S_A, S_Z, T, \
+    THETA, U_OFF, layer_tables
 
 GEMM_BLOCK = (THREADS_2D, THREADS_2D)
 
@@ -108,15 +108,17 @@ class Engine:
     def bind_optimizers(self, opts, clips):
         """Per-run hyperparameters (uploaded when they change); a new optimizer object starts
         from its own CPU state if it has one (e.g. bound to the source MLP), else from zero."""
-        changed = False
-        for r, (opt, clip) in enumerate(zip(opts, clips)):
+        vectors = []
+        for opt, clip in zip(opts, clips):  # every run checked before anything changes
             if not isinstance(opt, Optimizer):
                 raise ValueError(f"opt: expected an optimizer from kernels.optimizers, got {opt!r}")
             if not isinstance(clip, Clip):
                 raise ValueError(f"clip: expected a kernels.clipping.Clip, got {clip!r}")
+            vectors.append(opt.codes_and_hyper(clip, self.dtype))
+        changed = False
+        for r, (opt, (codes, hyper)) in enumerate(zip(opts, vectors)):
             if opt is not self.opts[r]:
                 self._reset_optimizer_state(r, opt)
-            codes, hyper = opt.codes_and_hyper(clip)
             if not (np.array_equal(codes, self.codes_host[r])
                     and np.array_equal(hyper, self.hyper_host[r])):
                 self.codes_host[r], self.hyper_host[r] = codes, hyper
@@ -233,15 +235,17 @@ class Engine:
     def moments_host(self):
         return self.state[MOM1].copy_to_host(), self.state[MOM2].copy_to_host()
 
-    def output_host(self, n_batch):
-        """Network outputs of the last forward pass: (runs, n_batch, n_L)."""
+    def output_host(self, n_batch, logits=False):
+        """Network outputs of the last forward pass: (runs, n_batch, n_L); logits: the output
+        layer's activation input z instead."""
         last = self.n_layers - 1
         lo = int(self.net_host[last, U_OFF])
         width = self.sizes[-1]
+        slot = S_Z if logits else S_A
         if self.runs == 1:
-            out = self.units[S_A, 0, lo:lo + n_batch * width].copy_to_host()[None]
+            out = self.units[slot, 0, lo:lo + n_batch * width].copy_to_host()[None]
         else:
-            out = self.units[S_A].copy_to_host()[:, lo:lo + n_batch * width]
+            out = self.units[slot].copy_to_host()[:, lo:lo + n_batch * width]
         return out.reshape(self.runs, n_batch, width)
 
     def status(self):

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from kernels import step as K
-from kernels.activations import CODE_TO_NAME
+from kernels.activations import ACTIVATIONS, CODE_TO_NAME, RELU_LIKE
 from kernels.order_stats import order_statistics
 from kernels.training import LAYER_FIELDS, STEP_FIELDS
 from kernels.validation import check_inputs
@@ -36,7 +36,9 @@ TANH_SATURATION = 0.97   # tanh saturated: |a| > 0.97 (tanh'(h) < 0.06)
 SIGMOID_LOW = 0.03       # sigmoid saturated: a < 0.03 or a > 0.97 (sigma'(h) < 0.03)
 SIGMOID_HIGH = 0.97
 SATURATING = ("tanh", "sigmoid")
-DEAD_CAPABLE = ("relu", "leaky_relu", "elu", "gelu", "gelu_tanh")
+# units that can be "never active" (h <= 0 on every row): the relu-like family. Strictly dead
+# (zero gradient on every row) only for ReLU: ACTIVATIONS[name].dead_capable.
+DEAD_CAPABLE = tuple(n for n, a in ACTIVATIONS.items() if a.family == RELU_LIKE)
 
 PERCENTILES = (15, 50, 85, 98)
 STAT_SUFFIXES = ("mean", "std") + tuple(f"p{q}" for q in PERCENTILES)

@@ -23,7 +23,8 @@ from kernels.dense import dense_backward, dense_backward_input, dense_backward_r
     dense_forward, dense_forward_reference
 from kernels.layout import allocate_record
 from kernels.losses import cross_entropy_backward, cross_entropy_forward, cross_entropy_reference
-from kernels.optimizers import Adam, Momentum, RMSProp, SGD, optimizer_update, update_reference
+from kernels.optimizers import Adam, Momentum, RMSProp, SGD, make_optimizer as build_optimizer, \
+    optimizer_update, update_reference
 from kernels.reference import reference_trace_of
 from kernels.step import _sum_squares
 
@@ -253,8 +254,10 @@ def update_flat(params, grads, m, v, codes, hyper, lr, t):
 
 
 def make_optimizer(name):
-    spec = dict(OPTIMIZERS[name])
-    return spec.pop("cls")(**spec)
+    """The bench's optimizer `name` through kernels.optimizers.make_optimizer (`cls` and the
+    nesterov flag of OPTIMIZERS are for the peers: the registry entry presets nesterov)."""
+    spec = {k: v for k, v in OPTIMIZERS[name].items() if k not in ("cls", "nesterov")}
+    return build_optimizer(name, **spec)
 
 
 def optimizer_case(name, n, dtype, rng):
@@ -320,7 +323,7 @@ def clip_case(n, dtype, rng, threshold=1e-3):
     g0, = _cast(dtype, g)
     ours, npg = g0.copy(), g0.copy()
     seg_start, seg_sq = np.array([0, n], np.int64), np.zeros(1)
-    code = CLIPPING["global_norm"]
+    code = CLIPPING["global_norm"].code
 
     def restore():
         ours[...] = g0
@@ -366,9 +369,9 @@ def train_step_case(sizes, batch, dtype, rng, epoch_steps=8):
 
     def restore():
         state["net"] = net0.copy()
-        state["opt"] = Adam(lr=STEP_LR, eps_inside_sqrt=False)
+        state["opt"] = build_optimizer("adam", lr=STEP_LR, eps_inside_sqrt=False)
         state["epoch_net"] = net0.copy()
-        state["epoch_opt"] = Adam(lr=STEP_LR, eps_inside_sqrt=False)
+        state["epoch_opt"] = build_optimizer("adam", lr=STEP_LR, eps_inside_sqrt=False)
     restore()
     xk, yk = state["net"].check_batch(x_, labels)
     order = np.tile(np.arange(batch, dtype=np.int64), epoch_steps)

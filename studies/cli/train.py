@@ -5,9 +5,9 @@ import time
 
 from kernels import MLP
 from kernels.activations import ACTIVATIONS
-from kernels.clipping import CLIPPING, Clip
+from kernels.clipping import CLIPPING, make_clip
 from kernels.init import INITS
-from kernels.optimizers import OPTIMIZERS, Adam, Momentum, RMSProp, SGD
+from kernels.optimizers import OPTIMIZERS, make_optimizer as build_optimizer
 from kernels.schedules import SCHEDULES, make_schedule
 
 from studies.data.datasets import DATASETS, load_dataset
@@ -27,7 +27,7 @@ def add_parser(sub):
     p.add_argument("--init-scale", type=float, default=None, help="std/bound of naive inits")
     p.add_argument("--gain", type=float, default=1.0)
     p.add_argument("--batchnorm", action="store_true")
-    p.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS) + ["nesterov"])
+    p.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS))
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--momentum", type=float, default=0.9, help="momentum / Adam beta1")
     p.add_argument("--beta2", type=float, default=0.999, help="Adam beta2")
@@ -56,7 +56,7 @@ def parse_clip(text):
     if mode != "none" and not value:
         raise ValueError(f"--clip: expected MODE:THRESHOLD such as global_norm:1.0, got {text!r}")
     try:
-        return Clip(mode, float(value) if value else 0.0)
+        return make_clip(mode, float(value) if value else None)
     except ValueError as err:
         raise ValueError(f"--clip: {err}") from None
 
@@ -66,16 +66,11 @@ def make_optimizer(args, steps_per_epoch):
                        "exponential": {"gamma": 0.999}, "inverse_time": {"k": 1e-3},
                        "cosine": {"t_max": steps_per_epoch * args.epochs}}[args.schedule]
     schedule = make_schedule(args.schedule, warmup=args.warmup, **schedule_params)
-    common = dict(lr=args.lr, weight_decay=args.weight_decay, schedule=schedule)
-    inside = not args.eps_outside_sqrt
-    if args.optimizer == "sgd":
-        return SGD(**common)
-    if args.optimizer in ("momentum", "nesterov"):
-        return Momentum(momentum=args.momentum, nesterov=args.optimizer == "nesterov", **common)
-    if args.optimizer == "rmsprop":
-        return RMSProp(rho=args.rho, eps=args.eps, eps_inside_sqrt=inside, **common)
-    return Adam(beta1=args.momentum, beta2=args.beta2, eps=args.eps, eps_inside_sqrt=inside,
-                **common)
+    flags = {"momentum": args.momentum, "beta1": args.momentum, "beta2": args.beta2,
+             "rho": args.rho, "eps": args.eps, "eps_inside_sqrt": not args.eps_outside_sqrt}
+    hyper = {key: flags[key] for key in OPTIMIZERS[args.optimizer].hyper if key in flags}
+    return build_optimizer(args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
+                           schedule=schedule, **hyper)
 
 
 def parse_hidden(text):

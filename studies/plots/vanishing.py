@@ -22,6 +22,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.transforms import blended_transform_factory
 
+from kernels.activations import ACTIVATIONS
+
 from . import Figure, figure
 from ._vanishing_table import (
     STANDARD_INIT,
@@ -56,8 +58,7 @@ from .style import (
 )
 
 GRAD_LABEL = r"$\|\partial L/\partial W_l\|$"
-MATCHED_INIT = {"relu": "he_normal", "leaky_relu": "he_normal", "elu": "he_normal",
-                "gelu": "he_normal", "gelu_tanh": "he_normal"}  # others: xavier_normal
+MATCHED_INIT = {n: a.matched_init for n, a in ACTIVATIONS.items()}  # He for relu-like, else Xavier
 NONFINITE_GREY = "0.6"
 
 

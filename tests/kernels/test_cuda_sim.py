@@ -29,8 +29,8 @@ def _summary(proc):
 
 
 def test_cuda_tests_pass_under_the_simulator():
-    proc = _run(["-m", "pytest", "tests/kernels/test_cuda.py", "-q", "-p", "no:cacheprovider"],
-                NUMBA_ENABLE_CUDASIM="1")
+    proc = _run(["-m", "pytest", "tests/kernels/test_cuda.py", "tests/kernels/test_cuda_api.py",
+                 "-q", "-p", "no:cacheprovider"], NUMBA_ENABLE_CUDASIM="1")
     summary = _summary(proc)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     assert re.search(r"\d+ passed", summary) and "skipped" not in summary, summary

@@ -468,6 +468,7 @@ def test_bad_hyperparameters_raise_naming_them(build, argument):
 
 
 def test_registry_builds_every_optimizer():
-    for name, cls in OPTIMIZERS.items():
+    for name, entry in OPTIMIZERS.items():
         opt = make_optimizer(name, lr=0.01)
-        assert isinstance(opt, cls) and opt.name == name and opt.lr == 0.01
+        assert isinstance(opt, entry.cls) and opt.name == (entry.variant_of or name)
+        assert opt.lr == 0.01 and opt.nesterov == (name == "nesterov")

@@ -179,12 +179,19 @@ def test_processes_and_dask_group_as_serial(serial_stores, tmp_path):
         assert (results.runs["group_size"] > 1).all()
 
 
-def test_a_run_that_fails_in_a_group_fails_alone(tmp_path):
-    """momentum = 1.5 passes the spec's checks but no optimizer can be built from it: the
-    group falls back to single runs, and only that run's seeds fail."""
+def test_a_run_that_fails_in_a_group_fails_alone(tmp_path, monkeypatch):
+    """A run whose optimizer refuses its values when they are used (here an extra check on
+    Momentum that passes 0.5 and refuses 0.7, which the spec accepts): the group falls back to
+    single runs, and only that run's seeds fail."""
+    from kernels.optimizers import Momentum
+
+    def at_most_0_6(argument, value):
+        if value > 0.6:
+            raise ValueError(f"{argument}: expected at most 0.6, got {value!r}")
+    monkeypatch.setattr(Momentum, "checked", (("momentum", "momentum", at_most_0_6),))
     raw = {**GROUPED, "name": "badmomentum", "fixed": {**GROUPED["fixed"],
                                                        "optimizer": "momentum"},
-           "axes": {"momentum": [0.5, 1.5]}}
+           "axes": {"momentum": [0.5, 0.7]}}
     spec = spec_of(raw)
     assert len({group_key(c) for c in spec.grid("quick")}) == 1
     payloads = execute_group(spec.grid("quick"))
@@ -194,8 +201,8 @@ def test_a_run_that_fails_in_a_group_fails_alone(tmp_path):
     assert summary.counts == {"completed": 2, "failed": 2}
     runs = studies.load(tmp_path).runs.set_index("momentum")
     assert (runs.loc[0.5, "status"] == "completed").all()
-    assert runs.loc[1.5, "error"].str.startswith("ValueError: momentum: expected").all()
-    assert (runs.loc[1.5, "attempts"] == 2).all() and (runs.loc[0.5, "attempts"] == 1).all()
+    assert runs.loc[0.7, "error"].str.startswith("ValueError: momentum: expected").all()
+    assert (runs.loc[0.7, "attempts"] == 2).all() and (runs.loc[0.5, "attempts"] == 1).all()
 
 
 class _CrashingPool:

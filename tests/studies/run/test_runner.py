@@ -146,13 +146,15 @@ def test_dying_worker_is_isolated_retried_once_then_failed(tmp_path):
 
 
 def test_a_raising_run_is_stored_as_failed_and_the_sweep_goes_on(tmp_path):
-    spec = parse_spec({**TINY, "seeds": [0], "fixed": {**TINY["fixed"], "batchnorm": True,
-                                                       "batch_size": 1},
-                       "axes": {"activation": ["tanh"]}}, "bn1.toml")
+    """A dataset option the builder does not know passes the spec (options belong to the
+    builder) and raises when the run loads its data."""
+    spec = parse_spec({**TINY, "seeds": [0], "fixed": {**TINY["fixed"],
+                                                       "dataset_options": {"noize": 0.1}},
+                       "axes": {"activation": ["tanh"]}}, "bad_option.toml")
     summary = run_study(spec, "quick", out=tmp_path, workers=0, show_progress=False)
     runs = studies.load(tmp_path).runs
     assert summary.counts == {"failed": 1}
-    assert runs["error"].iloc[0].startswith("ValueError: batch_size: batch norm needs")
+    assert runs["error"].iloc[0].startswith("DatasetError: spirals: unknown option(s) noize")
     assert runs["attempts"].iloc[0] == 2
 
 
