@@ -127,6 +127,7 @@ class Store:
     def __init__(self, root):
         self.root = Path(root)
         self.runs_dir = self.root / "runs"
+        self.labels = None  # the label thresholds of the sweep writing runs (write_manifest)
 
     # ------------------------------------------------------------------ lock
 
@@ -138,8 +139,20 @@ class Store:
         return os.path.realpath(self.lock_path)
 
     def holds_lock(self):
-        """True when this process holds the store's lock."""
-        return self._key() in _HELD
+        """True when this process holds the store's lock (a hold on a lock file since
+        deleted or replaced no longer counts)."""
+        key = self._key()
+        held = _HELD.get(key)
+        if held is None:
+            return False
+        try:
+            same = os.fstat(held[0]).st_ino == os.stat(key).st_ino
+        except OSError:
+            same = False
+        if not same:
+            del _HELD[key]
+            os.close(held[0])
+        return same
 
     def holder(self):
         """The lock file's {"pid", "host", "since"} (the last sweep that took it), or {}."""
@@ -153,7 +166,7 @@ class Store:
         """Takes the store's lock (re-entrant within a process), waiting up to `wait` seconds
         for another sweep to finish; raises StoreLocked naming the holder."""
         key = self._key()
-        if key in _HELD:
+        if self.holds_lock():
             _HELD[key][1] += 1
             return
         try:
@@ -257,6 +270,8 @@ class Store:
             files[target.name] = {"size": len(data), "crc32": _crc32(data)}
         record = {"format": RECORD_FORMAT, "run_id": run_id,
                   "status": str(run_row.get("status", "")), "files": files}
+        if self.labels is not None:
+            record["labels"] = self.labels
         with open(tmp / RECORD, "w") as handle:
             handle.write(json.dumps(record, indent=1, sort_keys=True))
             handle.flush()
@@ -273,6 +288,12 @@ class Store:
         _fsync_dir(self.runs_dir)
 
     def write_manifest(self, manifest):
+        """Writes manifest.json. The sweep's runs are labelled under its spec's [labels]
+        (manifest["spec"]["labels"]), so the runs written after it record those thresholds
+        and `load` relabels only runs stored under other ones."""
+        spec = manifest.get("spec")
+        if isinstance(spec, dict) and isinstance(spec.get("labels", {}), dict):
+            self.labels = dict(spec.get("labels") or {})
         tmp = self.root / f"{TMP_PREFIX}manifest-{uuid.uuid4().hex[:8]}.json"
         tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
         os.replace(tmp, self.root / "manifest.json")
@@ -290,8 +311,8 @@ class Store:
 
 
 def _read_run(folder):
-    """{table: pyarrow.Table} of one run folder, verified against its record (a folder without
-    one must read cleanly); raises ValueError naming what is wrong."""
+    """({table: pyarrow.Table}, record or None) of one run folder, verified against its record
+    (a folder without one must read cleanly); raises ValueError naming what is wrong."""
     has_record = (folder / RECORD).exists()
     record = read_record(folder) if has_record else None
     if has_record and record is None:
@@ -314,7 +335,18 @@ def _read_run(folder):
             tables[name] = pq.read_table(pa.BufferReader(data))
         except (pa.ArrowException, OSError) as err:
             raise ValueError(f"{file.name} does not read: {err}") from None
-    return tables
+    return tables, record
+
+
+def _labelled_under(record, thresholds):
+    """True when a run's record says it was labelled under these thresholds."""
+    from studies.analysis.labels import Thresholds
+    if record is None or not isinstance(record.get("labels"), dict):
+        return False
+    try:
+        return Thresholds.from_dict(record["labels"]) == thresholds
+    except (TypeError, ValueError):
+        return False
 
 
 def _set_column(table, name, values):
@@ -377,23 +409,28 @@ def load(path, thresholds=None):
     """A study's Results from its folder (the store is read only). A damaged run (a table
     missing, truncated or failing its checksum) is left out with one DamagedRunWarning naming
     it. thresholds: label thresholds (a dict of studies.analysis.labels.Thresholds keys, or a
-    Thresholds); given, each run's labels, first_* and layer_labels are recomputed from its
-    stored history and layers, as the runner computes them (relabel_run)."""
+    Thresholds); given, the labels, first_* and layer_labels of each run stored under other
+    thresholds are recomputed from its stored history and layers, as the runner computes
+    them (relabel_run)."""
     root = Path(path)
     runs_dir = root / "runs"
     if not runs_dir.is_dir():
         raise FileNotFoundError(f"{path}: no results store here (expected {runs_dir})")
     parts = {name: [] for name in TABLES}
     damaged = []
+    if thresholds is not None:
+        from studies.analysis.labels import Thresholds
+        if not isinstance(thresholds, Thresholds):
+            thresholds = Thresholds.from_dict(thresholds)
     for folder in sorted(runs_dir.iterdir()):
         if folder.name.startswith(TMP_PREFIX) or not folder.is_dir():
             continue
         try:
-            tables = _read_run(folder)
+            tables, record = _read_run(folder)
         except ValueError as err:
             damaged.append(f"{folder.name} ({err})")
             continue
-        if thresholds is not None:
+        if thresholds is not None and not _labelled_under(record, thresholds):
             tables = relabel_run(tables, thresholds)
         for name in TABLES:
             parts[name].append(tables[name])

@@ -16,8 +16,9 @@ import studies
 from _plot_store import make_store
 from studies.run.runner import plan, run_study
 from studies.spec import parse_spec
+from studies.analysis.labels import Thresholds
 from studies.store import (RECORD, TABLES, TMP_PREFIX, DamagedRunWarning, Store, StoreLocked,
-                           check_run, load)
+                           _read_run, check_run, load, relabel_run)
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXED = {"dataset": "spirals", "n_samples": 200, "width": 8, "depth": 2, "steps": 12,
@@ -93,7 +94,13 @@ def test_load_equals_the_per_file_pandas_reader(store, tmp_path):
         same_tables(tables(load(hand_built)), old_load(hand_built))
 
 
-def test_relabel_under_the_stored_thresholds_changes_nothing(store):
+def test_relabelling_reproduces_the_runners_labels(store):
+    for folder in sorted((store / "runs").iterdir()):
+        stored, record = _read_run(folder)
+        assert record["labels"] == {}  # the spec's [labels]: the defaults
+        again = relabel_run(stored, Thresholds(dead_fraction=0.5))  # the same, recomputed
+        for name in TABLES:
+            assert again[name].equals(stored[name]), (folder.name, name)
     same_tables(tables(load(store, thresholds={})), tables(load(store)))
 
 
