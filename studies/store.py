@@ -332,7 +332,7 @@ def _read_run(folder):
             if _crc32(data) != entry.get("crc32"):
                 raise ValueError(f"{file.name} fails its checksum")
         try:
-            tables[name] = pq.read_table(pa.BufferReader(data))
+            tables[name] = pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)
         except (pa.ArrowException, OSError) as err:
             raise ValueError(f"{file.name} does not read: {err}") from None
     return tables, record
