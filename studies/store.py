@@ -11,7 +11,7 @@ Each run's tables are written into a temporary folder and flushed, then its comp
 into place. A run counts as stored only when its record is there and every file matches it, so
 a truncated, emptied or deleted table makes the run unfinished (redone by the next sweep) and
 `load` skips it with one warning. Folders without a record (written before records existed)
-load when all three tables read, and are redone by a sweep.
+load when all three tables read, and a sweep gives them a record then (else redoes them).
 
 One sweep writes a store at a time: `Store.lock()` holds an exclusive flock on `.lock` (the
 kernel drops it when its process dies, so a stale lock is taken over), and `prepare()` takes it
@@ -240,12 +240,31 @@ class Store:
             shutil.rmtree(stray, ignore_errors=True)
 
     def status_of(self, run_id):
-        """The stored status of a run, or None when it has no intact record (redone)."""
+        """The stored status of a run, or None when it has no intact record (redone). A run
+        stored before records existed gets one when its three tables read (lock held)."""
         folder = self.runs_dir / run_id
+        if not (folder / RECORD).exists() and folder.is_dir() and self.holds_lock():
+            self._adopt(folder)
         if check_run(folder) is not None:
             return None
         status = read_record(folder).get("status")
         return str(status) if status is not None else None
+
+    def _adopt(self, folder):
+        """Writes the completion record of a run folder without one whose tables all read."""
+        try:
+            tables, _ = _read_run(folder)
+            status = tables["run"].column("status")[0].as_py()
+        except (ValueError, KeyError, IndexError):
+            return  # damaged or partial: redone
+        files = {}
+        for name in TABLES:
+            data = (folder / f"{name}.parquet").read_bytes()
+            files[f"{name}.parquet"] = {"size": len(data), "crc32": _crc32(data)}
+        tmp = folder / f"{TMP_PREFIX}{RECORD}"
+        tmp.write_text(json.dumps({"format": RECORD_FORMAT, "run_id": folder.name,
+                                   "status": str(status), "files": files}, indent=1))
+        os.replace(tmp, folder / RECORD)
 
     def finished(self, run_ids):
         """The subset of run_ids stored intact as completed or diverged (failed, damaged or

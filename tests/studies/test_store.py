@@ -173,11 +173,20 @@ def test_a_flipped_byte_fails_the_checksum_and_a_missing_record_redoes_the_run(s
     assert Store(out).status_of(ids[0]) is None
     with pytest.warns(DamagedRunWarning, match=f"{ids[0]} \\(layers.parquet fails its"):
         load(out)
-    (out / "runs" / ids[1] / RECORD).unlink()  # a run stored before records: loads, is redone
-    assert Store(out).status_of(ids[1]) is None
+    record = json.loads((out / "runs" / ids[1] / RECORD).read_text())
+    (out / "runs" / ids[1] / RECORD).unlink()  # a run stored before records: it loads
     with pytest.warns(DamagedRunWarning) as caught:
         assert ids[1] in set(load(out).runs["run_id"])
     assert len(caught) == 1 and ids[1] not in str(caught[0].message)
+    assert Store(out).status_of(ids[1]) is None  # without the lock: no record written
+    with Store(out).lock() as locked:  # a sweep's check adopts it: the same record, unlabelled
+        assert locked.status_of(ids[1]) == record["status"]
+    adopted = json.loads((out / "runs" / ids[1] / RECORD).read_text())
+    assert adopted == {k: v for k, v in record.items() if k != "labels"}
+    (out / "runs" / ids[2] / RECORD).unlink()  # without a record and a table: redone
+    (out / "runs" / ids[2] / "layers.parquet").write_bytes(b"PAR1")
+    with Store(out).lock() as locked:
+        assert locked.status_of(ids[2]) is None and not (out / "runs" / ids[2] / RECORD).exists()
 
 
 HOLD = """
