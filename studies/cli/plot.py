@@ -52,18 +52,31 @@ def _names(text):
 
 
 def plot_command(args):
-    from studies.plots import draw, figure_names, load_current
+    from studies.plots import check_figure_names, draw, figure_names, load_current
+    from studies.store import FINISHED
     path = results_path(args.results)
+    if args.dpi is not None and not 20 <= args.dpi <= 1200:
+        raise ValueError(f"--dpi: expected 20..1200, got {args.dpi}")
+    out = Path(args.out) if args.out else path / "figures"
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: expected a folder for the figures, but it is a file")
     results = load_current(path)
-    names = _names(args.only) or figure_names(results)
+    if not results.runs["status"].isin(FINISHED).any():
+        counts = ", ".join(f"{n} {s}" for s, n in results.runs["status"].value_counts().items())
+        raise ValueError(f"{path}: no completed runs to draw ({counts}; gradlab show {path} "
+                         f"lists their errors)")
+    names = check_figure_names(_names(args.only), results) if args.only else \
+        figure_names(results)
     if not names:
         study = results.manifest.get("study", path)
         raise ValueError(f"{path}: study {study!r} lists no figures (add figures = [...] to its "
                          f"spec, or pass --only NAME,...)")
-    if args.dpi is not None and not 20 <= args.dpi <= 1200:
-        raise ValueError(f"--dpi: expected 20..1200, got {args.dpi}")
-    out = Path(args.out) if args.out else path / "figures"
-    for fig, png, pdf in draw(results, out, names, dpi=args.dpi, pdf=not args.no_pdf):
+    try:
+        made = draw(results, out, names, dpi=args.dpi, pdf=not args.no_pdf)
+    except OSError as err:
+        raise ValueError(f"--out {out}: cannot write the figures: {err.strerror or err}") \
+            from None
+    for fig, png, pdf in made:
         print("\n".join(p for p in (png, pdf) if p) + f"\n  {fig.caption}\n")
     return 0
 

@@ -81,6 +81,9 @@ def parse_hidden(text):
 
 
 def run(args):
+    for flag, value in (("--every", args.every), ("--epochs", args.epochs)):
+        if value < 1:
+            raise ValueError(f"{flag}: expected a positive number of epochs, got {value}")
     data = load_dataset(args.dataset, seed=args.seed)
     classification = data.task == "classification"
     sizes = [data.n_features] + parse_hidden(args.hidden) + [data.n_outputs]

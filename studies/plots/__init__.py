@@ -139,12 +139,29 @@ def draw(results, out_dir, names=None, errors=None, dpi=None, pdf=True):
     return made
 
 
-def load_current(path):
-    """The runs of a store's latest sweep (studies.plots.current); a store without runs is an
-    error naming the path."""
-    from studies.store import load
-    results = current(load(path))
+def load_current(path, spec=None):
+    """The runs of a store's latest sweep (studies.plots.current), labelled under the
+    thresholds of `spec` or of the spec the store was made from (studies.store.load_labelled);
+    a store without runs is an error naming the path."""
+    from studies.store import load_labelled
+    results = current(load_labelled(path, spec))
     if results.runs.empty:
         raise ValueError(f"{path}: the store holds no runs yet (run the study first: "
                          f"gradlab run <study> --out {path})")
     return results
+
+
+def check_figure_names(names, results):
+    """names, when each is a registered figure that this study lists; otherwise a ValueError
+    naming the unknown or foreign names and this study's figures."""
+    _load_all()
+    unknown = [n for n in names if n not in FIGURES]
+    if unknown:
+        raise ValueError(_unknown_message(unknown))
+    own = figure_names(results)
+    foreign = [n for n in names if own and n not in own]
+    if foreign:
+        study = results.manifest.get("study", "this study")
+        raise ValueError(f"--only: {', '.join(map(repr, foreign))} not among the figures of "
+                         f"study {study!r}; expected some of: {', '.join(own)}")
+    return list(names)

@@ -96,3 +96,14 @@ def test_keys_a_choice_does_not_use_are_reset_so_identical_runs_share_a_run_id()
     assert len(tasks) == 9
     assert all(t.config["clip_threshold"] == 1.0 for t in tasks if t.config["clip"] == "none")
     assert all(t.config["beta1"] == 0.9 for t in tasks if t.config["optimizer"] == "sgd")
+
+
+def test_the_figure_names_specs_may_use_are_the_registered_ones():
+    from studies.plots import known_figures
+    from studies.spec import _declared_figures, figure_choices
+    assert sorted(_declared_figures()) == known_figures()  # read from the sources: registered
+    assert figure_choices() == known_figures()
+    with pytest.raises(SpecError, match=r"figures: unknown name 'vanishing_rati' \(did you "
+                                        r"mean 'vanishing_ratio'\?\); allowed: activation_"):
+        spec(figures=["vanishing_rati"])
+    assert spec(figures=["vanishing_ratio"]).figures == ["vanishing_ratio"]
