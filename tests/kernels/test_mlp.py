@@ -168,7 +168,7 @@ def test_divergence_status_tells_loss_gradient_and_update_apart():
     x, y = data(8, 3, 2)
     causes = {}
     for name, edit, opt in (
-            ("loss", lambda n: n.weights[0].__setitem__((0, 0), np.inf), SGD(lr=0.1)),
+            ("loss", lambda n: n.weights[1].__setitem__((0, 0), np.nan), SGD(lr=0.1)),
             ("gradient", lambda n: n.weights[1].__setitem__((0, 0), 1e300), SGD(lr=0.1)),
             ("update", lambda n: n.weights[0].__setitem__((0, 0), 1.7e308),
              SGD(lr=3.0, weight_decay=1.0))):
