@@ -44,8 +44,9 @@ def layer_pairs(net):
 
 
 class TorchPeer:
-    """PyTorch eager. Adam: `fused=True` (one fused kernel over all parameters; supported on CPU,
-    measured faster than `foreach=True` and than the default on every train-step network)."""
+    """PyTorch eager. Adam: `fused=True` (one fused kernel over all parameters, supported on CPU
+    in torch 2.13; measured faster than `foreach=True` and than the default loop on the
+    [40, 64, 64, 10] and [40, 256 x 3, 10] train steps with 2 threads)."""
     name = "torch"
     ADAM = {"fused": True}
 
