@@ -51,8 +51,9 @@ def time_group(impls, min_sample, repeats, rounds=2, single_call=20e-6, settle=S
     `settle` seconds, so that the worker threads the previous implementation left spinning
     (OpenBLAS spins up to ~2^28 cycles, about 0.1 s, before it sleeps; OpenMP and Eigen pools
     spin too) are asleep before the next one is timed; then a warm-up sample. Calls of at least
-    `single_call` seconds are timed one by one (each call a sample), so that the median drops the stalls a loaded machine inflicts on a few calls (PyTorch's
-    autograd hand-offs wait for a time slice); shorter calls are timed in chunks."""
+    `single_call` seconds are timed one by one (each call a sample), so that the median drops
+    the stalls a loaded machine inflicts on a few calls (PyTorch's autograd hand-offs wait for
+    a time slice); shorter calls are timed in chunks."""
     plan = {name: _calibrate(impl.run, min_sample) for name, impl in impls.items()}
     samples = {name: [] for name in impls}
     per_round = [repeats // rounds + (i < repeats % rounds) for i in range(rounds)]
