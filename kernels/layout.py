@@ -34,11 +34,15 @@ Workspace = namedtuple("Workspace", ["x", "y", "z", "xhat", "h", "a", "dz", "da"
 WORK_FIELDS = Workspace._fields[:11]  # views of one buffer of the network's dtype
 
 # Per-step records written by the training kernel: (steps,) and (steps, layers) arrays, and
-# status = [non-finite flag, index of the step that produced it].
+# status = [cause of divergence (0: none), index of the step that produced it].
 Record = namedtuple("Record", ["loss", "grad_norm", "grad_norm_clipped", "lr", "w_grad_norm",
                                "b_grad_norm", "delta_norm", "w_norm", "w_update_norm",
                                "status"])
 N_STEP_FIELDS, N_LAYER_FIELDS = 4, 5
+# status[0]: why a step was not applied
+DIVERGED_LOSS, DIVERGED_GRADIENT, DIVERGED_UPDATE = 1, 2, 3
+DIVERGENCE_CAUSES = {DIVERGED_LOSS: "non-finite loss", DIVERGED_GRADIENT: "non-finite gradient",
+                     DIVERGED_UPDATE: "non-finite update (finite loss and gradient)"}
 
 
 def build_netspec(sizes, act_codes, act_params, batchnorm, loss_code, bn_eps, bn_momentum):

@@ -8,8 +8,8 @@ from .activations import ACTIVATIONS, PARAMETRIC, RELU_FAMILY  # noqa: F401 (REL
 from .batchnorm import BN_EPS, BN_MOMENTUM
 from .clipping import Clip
 from .init import INITS, sample_biases, sample_weights
-from .layout import allocate_record, allocate_workspace, build_netspec, pack_netspec, \
-    pack_record, pack_workspace, running_stats_buffer
+from .layout import DIVERGENCE_CAUSES, allocate_record, allocate_workspace, build_netspec, \
+    pack_netspec, pack_record, pack_workspace, running_stats_buffer
 from .losses import LOSSES
 from .optimizers import Optimizer
 from .training import DivergenceError, fit as fit_epochs
@@ -286,8 +286,9 @@ class MLP:
 
     def train_step(self, x, y, opt, clip=None):
         """One fused step (forward, loss, backward, statistics, clipping, update) in place.
-        Returns the loss before the update; raises DivergenceError (nothing applied) if the
-        loss or gradient is not finite. Per-layer statistics: `last_step_stats()`."""
+        Returns the loss before the update; raises DivergenceError (nothing applied: parameters,
+        moments and step count unchanged) if the loss, the gradient or the update is not finite,
+        naming which. Per-layer statistics: `last_step_stats()`."""
         batch = self._kernel_form(x, y)
         x, y = batch if batch is not None else self.check_batch(x, y)
         if len(self._rows) < len(x):
@@ -361,9 +362,10 @@ class MLP:
             rec = target
         if rec.status[0]:
             step = opt.step_count
-            raise DivergenceError(f"non-finite loss or gradient at optimizer step {step + 1} "
-                                  f"(loss {rec.loss[done]!r}, gradient norm "
-                                  f"{rec.grad_norm[done]!r}); the step was not applied", step)
+            cause = DIVERGENCE_CAUSES.get(int(rec.status[0]), "non-finite step")
+            raise DivergenceError(f"{cause} at optimizer step {step + 1} (loss "
+                                  f"{rec.loss[done]!r}, gradient norm {rec.grad_norm[done]!r}); "
+                                  f"the step was not applied", step)
         return done
 
     def last_step_stats(self):
@@ -373,7 +375,8 @@ class MLP:
                 "grad_norm_clipped": float(rec.grad_norm_clipped[0]), "lr": float(rec.lr[0]),
                 "w_grad_norm": rec.w_grad_norm[0].copy(), "b_grad_norm": rec.b_grad_norm[0].copy(),
                 "delta_norm": rec.delta_norm[0].copy(), "w_norm": rec.w_norm[0].copy(),
-                "w_update_norm": rec.w_update_norm[0].copy()}
+                "w_update_norm": rec.w_update_norm[0].copy(),
+                "status": int(rec.status[0])}
 
     def fit(self, x, y, opt, **options):
         """Trains for some epochs (see kernels.training.fit); returns a History."""

@@ -39,7 +39,24 @@ def optimizer_update(params, grads, m, v, lo, hi, codes, hyper, lr, t):
 @kernel
 def optimizer_update_norms(params, grads, m, v, lo, hi, codes, hyper, lr, t):
     """One update of params[lo:hi] in place; returns (sum of squared updates, sum of squared
-    parameters before the update) of the segment, so the fused step reads the weights once.
+    parameters before the update) of the segment, so the fused step reads the weights once."""
+    upd, w_sq, _ = _optimizer_pass(params, grads, m, v, lo, hi, codes, hyper, lr, t, True)
+    return upd, w_sq
+
+
+@kernel
+def optimizer_update_finite(params, grads, m, v, lo, hi, codes, hyper, lr, t):
+    """True when the update of params[lo:hi] would write only finite parameters and moments:
+    the same arithmetic as the update, nothing written (a step that fails is not applied)."""
+    return _optimizer_pass(params, grads, m, v, lo, hi, codes, hyper, lr, t, None)[2] == 0.0
+
+
+@kernel
+def _optimizer_pass(params, grads, m, v, lo, hi, codes, hyper, lr, t, write):
+    """write=True: updates params[lo:hi] and returns (sum of squared updates, sum of squared
+    parameters before, 0); write=None (a type, so each form compiles without the other's
+    work): writes nothing and returns (0, 0, sum of 0 x every value the update would write),
+    0 when all are finite, NaN otherwise.
 
     The arithmetic runs in the buffer's dtype (as torch.optim does): the float64
     hyperparameters are rounded once to that dtype, and every optimizer has its own loop with
@@ -48,67 +65,75 @@ def optimizer_update_norms(params, grads, m, v, lo, hi, codes, hyper, lr, t):
     cast = params.dtype.type
     wd = cast(hyper[H_WEIGHT_DECAY])
     if opt == SGD_CODE:
-        return _sgd(params, grads, lo, hi, cast(lr), wd)
+        return _sgd(params, grads, lo, hi, cast(lr), wd, write)
     if opt == MOMENTUM_CODE:
         return _momentum(params, grads, v, lo, hi, cast(lr), wd, cast(hyper[H_MOMENTUM]),
-                         codes[C_NESTEROV] != 0)
+                         codes[C_NESTEROV] != 0, write)
     eps = cast(hyper[H_EPS])
     zero = cast(0.0)
     eps_in, eps_out = (eps, zero) if codes[C_EPS_INSIDE] != 0 else (zero, eps)
     decay = hyper[H_DECAY]
     if opt == RMSPROP_CODE:
         return _rmsprop(params, grads, v, lo, hi, cast(lr), wd,
-                        (cast(decay), cast(1.0 - decay), eps_in, eps_out))
+                        (cast(decay), cast(1.0 - decay), eps_in, eps_out), write)
     mu = hyper[H_MOMENTUM]
     coef = (cast(mu), cast(1.0 - mu), cast(decay), cast(1.0 - decay), cast(lr / (1.0 - mu ** t)),
             cast(1.0 / (1.0 - decay ** t)), eps_in, eps_out)
-    return _adam(params, grads, m, v, lo, hi, wd, coef)
+    return _adam(params, grads, m, v, lo, hi, wd, coef, write)
 
 
 # Each update runs over full blocks of LANES entries (a constant trip count, so the block's
 # arithmetic vectorizes) and then the tail; entry lo + k's squares go to partial sum k % LANES,
 # in order, so the returned sums are the same bits in every compilation (kernel_ordered).
-# lo, hi: uint64 (no wraparound checks).
+# lo, hi: uint64 (no wraparound checks). Each *_at returns (d, theta before, 0 x every value
+# it writes or would write): 0 for finite values, NaN for NaN or Inf (no nnan/ninf, so 0 x is
+# not folded).
 STRIDE = np.uint64(LANES)
 
 
 @kernel_inline
-def _sgd_at(params, grads, i, lr, wd):
-    """d = lr (g + wd theta); theta -= d. Returns (d, theta before)."""
+def _sgd_at(params, grads, i, lr, wd, write):
+    """d = lr (g + wd theta); theta -= d."""
     p = params[i]
     d = lr * (grads[i] + wd * p)
-    params[i] = p - d
-    return d, p
+    new = p - d
+    if write is not None:
+        params[i] = new
+    return d, p, float(new) * 0.0
 
 
 @kernel_inline
-def _momentum_at(params, grads, v, i, lr, wd, mu, nesterov):
+def _momentum_at(params, grads, v, i, lr, wd, mu, nesterov, write):
     """v = mu v + g; d = lr v (Nesterov: lr (g + mu v)); theta -= d."""
     p = params[i]
     g = grads[i] + wd * p
     vi = mu * v[i] + g
-    v[i] = vi
     d = lr * (g + mu * vi) if nesterov else lr * vi
-    params[i] = p - d
-    return d, p
+    new = p - d
+    if write is not None:
+        v[i] = vi
+        params[i] = new
+    return d, p, float(new) * 0.0 + float(vi) * 0.0
 
 
 @kernel_inline
-def _rmsprop_at(params, grads, v, i, lr, wd, coef):
+def _rmsprop_at(params, grads, v, i, lr, wd, coef, write):
     """v = rho v + (1-rho) g^2; d = lr g / (sqrt(v + eps_in) + eps_out), with (eps_in, eps_out) =
     (eps, 0) for the report's form and (0, eps) for PyTorch's (x + 0 is exact)."""
     rho, one_minus_rho, eps_in, eps_out = coef
     p = params[i]
     g = grads[i] + wd * p
     vi = rho * v[i] + one_minus_rho * g * g
-    v[i] = vi
     d = lr * g / (math.sqrt(vi + eps_in) + eps_out)
-    params[i] = p - d
-    return d, p
+    new = p - d
+    if write is not None:
+        v[i] = vi
+        params[i] = new
+    return d, p, float(new) * 0.0 + float(vi) * 0.0
 
 
 @kernel_inline
-def _adam_at(params, grads, m, v, i, wd, coef):
+def _adam_at(params, grads, m, v, i, wd, coef, write):
     """m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; d = s m / (sqrt(v c + eps_in) + eps_out) with
     coef = (b1, 1-b1, b2, 1-b2, s = lr/(1-b1^t), c = 1/(1-b2^t), eps_in, eps_out)."""
     b1, one_minus_b1, b2, one_minus_b2, step, inv_bc2, eps_in, eps_out = coef
@@ -116,11 +141,13 @@ def _adam_at(params, grads, m, v, i, wd, coef):
     g = grads[i] + wd * p
     mi = b1 * m[i] + one_minus_b1 * g
     vi = b2 * v[i] + one_minus_b2 * g * g
-    m[i] = mi
-    v[i] = vi
     d = step * mi / (math.sqrt(vi * inv_bc2 + eps_in) + eps_out)
-    params[i] = p - d
-    return d, p
+    new = p - d
+    if write is not None:
+        m[i] = mi
+        v[i] = vi
+        params[i] = new
+    return d, p, float(new) * 0.0 + float(mi) * 0.0 + float(vi) * 0.0
 
 
 @kernel_inline
@@ -131,75 +158,80 @@ def _blocks(lo, hi):
 
 
 @kernel_inline
-def _add_squares(acc, j, d, p):
-    acc[0, j] += float(d) * float(d)
-    acc[1, j] += float(p) * float(p)
+def _add_squares(acc, j, d, p, bad, write):
+    if write is None:  # the checking pass: only the finiteness sum
+        acc[2, j] += bad
+    else:
+        acc[0, j] += float(d) * float(d)
+        acc[1, j] += float(p) * float(p)
 
 
 @kernel_ordered
-def _sgd(params, grads, lo, hi, lr, wd):
-    acc = np.zeros((2, LANES))
+def _sgd(params, grads, lo, hi, lr, wd, write):
+    acc = np.zeros((3, LANES))
     full, tail = _blocks(lo, hi)
     for base in range(lo, full, STRIDE):
         for j in range(LANES):
-            d, p = _sgd_at(params, grads, base + np.uint64(j), lr, wd)
-            _add_squares(acc, j, d, p)
+            d, p, bad = _sgd_at(params, grads, base + np.uint64(j), lr, wd, write)
+            _add_squares(acc, j, d, p, bad, write)
     for j in range(tail):
-        d, p = _sgd_at(params, grads, full + j, lr, wd)
-        _add_squares(acc, j, d, p)
+        d, p, bad = _sgd_at(params, grads, full + j, lr, wd, write)
+        _add_squares(acc, j, d, p, bad, write)
     return lane_sums(acc)
 
 
 @kernel_ordered
-def _momentum(params, grads, v, lo, hi, lr, wd, mu, nesterov):
-    acc = np.zeros((2, LANES))
+def _momentum(params, grads, v, lo, hi, lr, wd, mu, nesterov, write):
+    acc = np.zeros((3, LANES))
     full, tail = _blocks(lo, hi)
     for base in range(lo, full, STRIDE):
         for j in range(LANES):
-            d, p = _momentum_at(params, grads, v, base + np.uint64(j), lr, wd, mu, nesterov)
-            _add_squares(acc, j, d, p)
+            d, p, bad = _momentum_at(params, grads, v, base + np.uint64(j), lr, wd, mu,
+                                     nesterov, write)
+            _add_squares(acc, j, d, p, bad, write)
     for j in range(tail):
-        d, p = _momentum_at(params, grads, v, full + j, lr, wd, mu, nesterov)
-        _add_squares(acc, j, d, p)
+        d, p, bad = _momentum_at(params, grads, v, full + j, lr, wd, mu, nesterov, write)
+        _add_squares(acc, j, d, p, bad, write)
     return lane_sums(acc)
 
 
 @kernel_ordered
-def _rmsprop(params, grads, v, lo, hi, lr, wd, coef):
-    acc = np.zeros((2, LANES))
+def _rmsprop(params, grads, v, lo, hi, lr, wd, coef, write):
+    acc = np.zeros((3, LANES))
     full, tail = _blocks(lo, hi)
     for base in range(lo, full, STRIDE):
         for j in range(LANES):
-            d, p = _rmsprop_at(params, grads, v, base + np.uint64(j), lr, wd, coef)
-            _add_squares(acc, j, d, p)
+            d, p, bad = _rmsprop_at(params, grads, v, base + np.uint64(j), lr, wd, coef, write)
+            _add_squares(acc, j, d, p, bad, write)
     for j in range(tail):
-        d, p = _rmsprop_at(params, grads, v, full + j, lr, wd, coef)
-        _add_squares(acc, j, d, p)
+        d, p, bad = _rmsprop_at(params, grads, v, full + j, lr, wd, coef, write)
+        _add_squares(acc, j, d, p, bad, write)
     return lane_sums(acc)
 
 
 @kernel_ordered
-def _adam(params, grads, m, v, lo, hi, wd, coef):
-    acc = np.zeros((2, LANES))
+def _adam(params, grads, m, v, lo, hi, wd, coef, write):
+    acc = np.zeros((3, LANES))
     full, tail = _blocks(lo, hi)
     for base in range(lo, full, STRIDE):
         for j in range(LANES):
-            d, p = _adam_at(params, grads, m, v, base + np.uint64(j), wd, coef)
-            _add_squares(acc, j, d, p)
+            d, p, bad = _adam_at(params, grads, m, v, base + np.uint64(j), wd, coef, write)
+            _add_squares(acc, j, d, p, bad, write)
     for j in range(tail):
-        d, p = _adam_at(params, grads, m, v, full + j, wd, coef)
-        _add_squares(acc, j, d, p)
+        d, p, bad = _adam_at(params, grads, m, v, full + j, wd, coef, write)
+        _add_squares(acc, j, d, p, bad, write)
     return lane_sums(acc)
 
 
 @kernel_ordered
 def lane_sums(acc):
-    """(sum of acc[0], sum of acc[1]) of the LANES partial sums, in lane order."""
-    a, b = 0.0, 0.0
+    """The row sums of acc's LANES partial sums, each in lane order."""
+    a, b, c = 0.0, 0.0, 0.0
     for j in range(acc.shape[1]):
         a += acc[0, j]
         b += acc[1, j]
-    return a, b
+        c += acc[2, j]
+    return a, b, c
 
 
 def check_fraction(name, value):

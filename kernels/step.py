@@ -6,7 +6,9 @@ loss, optimizer, schedule and clipping are runtime codes, so one compilation per
 every configuration and every depth. Per step it records the loss, the global gradient norm
 before and after clipping, the learning rate, and per layer ||dL/dW||, ||dL/db||, the delta norm
 (1/B) sum_i ||delta_i|| with delta_i = dl_i/dz_i, ||W|| and ||Delta W||. A step whose loss or
-gradient is not finite is not applied: the kernel sets status = [1, step] and returns.
+gradient is not finite, or whose update would write a non-finite parameter or moment (checked
+by a pass of the update's arithmetic that writes nothing), is not applied: the kernel sets
+status = [cause, step] (layout.DIVERGED_LOSS, _GRADIENT or _UPDATE) and returns.
 
 The entry points MLP calls (`train_batches`, `gradients_packed`, `predict_packed`) take the
 packed NetSpec, Workspace and Record of `layout` (three buffers instead of ~30 arrays to unbox
@@ -24,11 +26,12 @@ from .batchnorm import batchnorm_backward, batchnorm_forward_eval, batchnorm_for
     batchnorm_update_running
 from .clipping import clip_gradients
 from .dense import dense_backward, dense_backward_input, dense_forward
-from .layout import unpack_netspec, unpack_record, unpack_workspace
+from .layout import DIVERGED_GRADIENT, DIVERGED_LOSS, DIVERGED_UPDATE, unpack_netspec, \
+    unpack_record, unpack_workspace
 from .losses import CROSS_ENTROPY, cross_entropy_backward, cross_entropy_forward, mse_backward, \
     mse_forward
 from .optimizers import C_CLIP, C_SCHEDULE, C_WARMUP, H_CLIP, H_LR, H_SCHED_P1, H_SCHED_P2, \
-    optimizer_update, optimizer_update_norms
+    optimizer_update, optimizer_update_finite, optimizer_update_norms
 from .schedules import scheduled_lr
 
 
@@ -276,16 +279,21 @@ def run_batches(net, model, opt, work, data, rec):
         rec.loss[step] = loss
         rec.grad_norm[step] = norm
         if not (math.isfinite(loss) and math.isfinite(norm)):
-            rec.status[0] = 1
+            rec.status[0] = DIVERGED_LOSS if not math.isfinite(loss) else DIVERGED_GRADIENT
             rec.status[1] = step
             return step
-        update_running_stats(net, running, work, n_batch)
         t = t_state[0] + 1
         lr = scheduled_lr(hyper[H_LR], codes[C_SCHEDULE], hyper[H_SCHED_P1], hyper[H_SCHED_P2],
                           codes[C_WARMUP], t - 1)
         rec.lr[step] = lr
         rec.grad_norm_clipped[step] = clip_gradients(grads, net.seg_start, work.seg_sq,
                                                      codes[C_CLIP], hyper[H_CLIP])
+        if not optimizer_update_finite(params, grads, m, v, np.uint64(0),
+                                       np.uint64(net.seg_start[n_layers]), codes, hyper, lr, t):
+            rec.status[0] = DIVERGED_UPDATE
+            rec.status[1] = step
+            return step
+        update_running_stats(net, running, work, n_batch)
         for layer in range(n_layers):
             w_lo = net.w_off[layer]
             w_hi = net.b_off[layer]

@@ -18,7 +18,7 @@ from kernels.activations import ACTIVATIONS, activation_backward, activation_for
     derivative_reference, forward_reference
 from kernels.batchnorm import BN_EPS, batchnorm_backward, batchnorm_backward_reference, \
     batchnorm_forward_reference, batchnorm_forward_train
-from kernels.clipping import CLIPPING, clip_gradients, clip_reference
+from kernels.clipping import CLIPPING, Clip, clip_gradients, clip_reference
 from kernels.dense import dense_backward, dense_backward_input, dense_backward_reference, \
     dense_forward, dense_forward_reference
 from kernels.layout import allocate_record
@@ -26,7 +26,7 @@ from kernels.losses import cross_entropy_backward, cross_entropy_forward, cross_
 from kernels.optimizers import Adam, Momentum, RMSProp, SGD, make_optimizer as build_optimizer, \
     optimizer_update, update_reference
 from kernels.reference import reference_trace_of
-from kernels.step import _sum_squares
+from kernels.step import _sum_squares, train_batches
 
 HIDDEN_ACTIVATIONS = [n for n, a in ACTIVATIONS.items() if a.hidden and n != "identity"]
 OPTIMIZERS = {"sgd": dict(cls=SGD, lr=1e-2), "momentum": dict(cls=Momentum, lr=1e-2),
@@ -353,9 +353,22 @@ def step_reference(net, x, labels):
                            for k in range(1, net.n_layers + 1)])
 
 
+def kernel_step(net, opt, x, y):
+    """() -> one step of the fused kernel on kernel-form x, y with every argument prepared
+    once: what `MLP.train_step` costs without its Python (validation, one-hot, packing)."""
+    codes, hyper = opt.codes_and_hyper(Clip())
+    m, v, t = opt.bind(net, net.n_params, net.dtype)
+    args = (net._packed_spec, (net.params, net.grads, net.running), (codes, hyper, m, v, t),
+            net._packed_workspace(len(x)), (x, y, np.arange(len(x), dtype=np.int64), len(x)),
+            net._packed_step_record)
+    return lambda: train_batches(*args)
+
+
 def train_step_case(sizes, batch, dtype, rng, epoch_steps=8):
-    """One train step (tanh, cross-entropy, Adam): MLP.train_step per call ('gradlab') and the
-    per-step time inside one epoch call of epoch_steps batches ('gradlab_epoch'). Validation
+    """One train step (tanh, cross-entropy, Adam): the public call `MLP.train_step(x, labels,
+    opt)` on NumPy arrays ('gradlab', the row the ratios are taken on), the fused kernel alone
+    with its arguments prepared ('gradlab_kernel'), and the per-step time inside one epoch call
+    of epoch_steps batches ('gradlab_epoch'). Validation
     compares the gradient of one step (Adam's first step, lr g/(|g| + eps), would amplify the
     float32 rounding of gradients near eps into its result)."""
     x, labels = rng.normal(size=(batch, sizes[0])), rng.integers(0, sizes[-1], batch)
@@ -372,6 +385,10 @@ def train_step_case(sizes, batch, dtype, rng, epoch_steps=8):
         state["opt"] = build_optimizer("adam", lr=STEP_LR, eps_inside_sqrt=False)
         state["epoch_net"] = net0.copy()
         state["epoch_opt"] = build_optimizer("adam", lr=STEP_LR, eps_inside_sqrt=False)
+        state["kernel_net"] = net0.copy()
+        kernel_opt = build_optimizer("adam", lr=STEP_LR, eps_inside_sqrt=False)
+        state["kernel"] = kernel_step(state["kernel_net"], kernel_opt,
+                                      *state["kernel_net"].check_batch(x_, labels))
     restore()
     xk, yk = state["net"].check_batch(x_, labels)
     order = np.tile(np.arange(batch, dtype=np.int64), epoch_steps)
@@ -382,6 +399,8 @@ def train_step_case(sizes, batch, dtype, rng, epoch_steps=8):
     case.setup = restore
     case.impls["gradlab"] = Impl(lambda: state["net"].train_step(x_, labels, state["opt"]),
                                  lambda: {"grads": state["net"].grads})
+    case.impls["gradlab_kernel"] = Impl(lambda: state["kernel"](),
+                                        lambda: {"grads": state["kernel_net"].grads})
     case.impls["gradlab_epoch"] = Impl(lambda: epoch(rec),
                                        lambda: {"grads": state["epoch_net"].grads},
                                        per_call=epoch_steps, validate_run=lambda: epoch(one))

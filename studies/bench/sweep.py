@@ -11,7 +11,7 @@ import numpy as np
 from kernels.multirun import MultiMLP
 
 from studies.bench import cases as C
-from studies.bench.cases import STEP_LR, Impl
+from studies.bench.cases import Impl
 from studies.bench.peers import flat_params, layer_pairs
 from studies.bench.timing import time_group, validate
 
@@ -73,6 +73,7 @@ def sweep_impls(peers, nets, x, labels):
 
 def _jax_vmap(peer, nets, x, labels):
     jax, jnp = peer.jax, peer.jnp
+    peer.use_dtype(x.dtype)
     step = jax.jit(jax.vmap(peer.step_function(), in_axes=(0, 0, 0, None, None, None)),
                    donate_argnums=(0, 1, 2))
     grads = jax.jit(jax.vmap(jax.grad(peer.loss_function()), in_axes=(0, None, None)))
@@ -98,13 +99,12 @@ def _jax_vmap(peer, nets, x, labels):
 
 
 def _torch_loop(peer, nets, x, labels):
-    torch = peer.torch
     xt, yt = peer.t(x), peer.t(labels)
     state = {}
 
     def setup():
         state["models"] = [peer.model(n) for n in nets]
-        state["opts"] = [torch.optim.Adam(m.parameters(), lr=STEP_LR) for m in state["models"]]
+        state["opts"] = [peer.adam(m.parameters()) for m in state["models"]]
 
     def run():
         for model, opt in zip(state["models"], state["opts"]):
@@ -137,7 +137,7 @@ def _torch_bmm(peer, nets, x, labels):
               for i in range(len(pairs[0]))]
         bs = [torch.nn.Parameter(peer.t(np.stack([p[i][1][None] for p in pairs])))
               for i in range(len(pairs[0]))]
-        state.update(ws=ws, bs=bs, opt=torch.optim.Adam(ws + bs, lr=STEP_LR))
+        state.update(ws=ws, bs=bs, opt=peer.adam(ws + bs))
 
     def run():
         state["opt"].zero_grad(set_to_none=True)

@@ -1,5 +1,6 @@
-"""The benchmark's outputs: the terminal table, the issue's targets as met/missed rows, and the
-files (CSV and Parquet of every measurement, CSVs of the extras, summary.json)."""
+"""The benchmark's outputs: the terminal table, the targets as met/missed rows, and the files
+(CSV and Parquet of every measurement, the train-step ratio table as train_steps.csv and
+train_steps.md, CSVs of the extras, summary.json)."""
 import json
 import math
 
@@ -34,7 +35,7 @@ def _step_row(rows, sizes, impl="gradlab", dtype="float32"):
 
 
 def evaluate_targets(rows, sweep, fit, startup, peak):
-    """One dict per target of issue 5: measured value, threshold, met (None: not measured)."""
+    """One dict per target: measured value, threshold, met (None: not measured)."""
     out = []
     for label, kind, peer, minimum in STEP_TARGETS:
         for sizes, batch in TARGET_NETS[kind]:
@@ -77,7 +78,44 @@ def evaluate_targets(rows, sweep, fit, startup, peak):
     return out
 
 
+def train_step_table(rows):
+    """One row per train-step network and dtype: medians in microseconds of our public call
+    (MLP.train_step on NumPy arrays), our fused kernel alone, JAX and PyTorch, and the peers'
+    time over our public call's."""
+    table = []
+    for r in rows:
+        if r["group"] != "train_step" or r["impl"] != "gradlab" or "median_s" not in r:
+            continue
+        sizes = json.loads(r["name"])
+        batch = int(r["shape"].rsplit("B=", 1)[1])
+        entry = {"net": net_label(sizes, batch), "dtype": r["dtype"],
+                 "ours_us": 1e6 * r["median_s"]}
+        for impl, key in (("gradlab_kernel", "kernel_us"), ("jax", "jax_us"),
+                          ("torch", "torch_us")):
+            peer = _step_row(rows, sizes, impl, r["dtype"])
+            entry[key] = 1e6 * peer["median_s"] if peer else math.nan
+        entry["x_jax"] = r.get("ratio_jax", math.nan)
+        entry["x_torch"] = r.get("ratio_torch", math.nan)
+        table.append(entry)
+    return pd.DataFrame(table, columns=["net", "dtype", "ours_us", "kernel_us", "jax_us",
+                                        "torch_us", "x_jax", "x_torch"])
+
+
+def markdown_table(frame):
+    """The train-step table as Markdown (x_peer: peer time / our public call's)."""
+    head = "| net | dtype | ours (public call) us | ours (kernel) us | JAX us | PyTorch us | " \
+           "x JAX | x PyTorch |"
+    lines = [head, "|" + "---|" * 8]
+    for r in frame.itertuples():
+        lines.append(f"| {r.net} | {r.dtype} | {r.ours_us:,.1f} | {r.kernel_us:,.1f} | "
+                     f"{r.jax_us:,.1f} | {r.torch_us:,.1f} | {r.x_jax:.2f} | {r.x_torch:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_files(out, rows, sweep, breakdown, backward, targets, summary):
+    steps = train_step_table(rows)
+    steps.to_csv(out / "train_steps.csv", index=False)
+    (out / "train_steps.md").write_text(markdown_table(steps))
     frame = pd.DataFrame(rows)
     frame.to_csv(out / "bench.csv", index=False)
     frame.to_parquet(out / "bench.parquet", index=False)
@@ -146,7 +184,10 @@ def print_report(rows, sweep, breakdown, fit, startup, targets, peak, log=print)
             f"{fit['slope'] * 1e9:.3f} ns x P, R^2 = {fit['r2']:.4f}")
     if startup:
         log("startup: " + ", ".join(f"{k} {v:.2f}" for k, v in startup.items()))
-    log("targets (issue 5; value from medians, [from the fastest samples]):")
+    log("train steps (us; x<peer>: peer time / our public call's):")
+    for line in markdown_table(train_step_table(rows)).splitlines():
+        log("  " + line)
+    log("targets (value from medians, [from the fastest samples]):")
     for t in targets:
         value = "-" if t["value"] is None else f"{t['value']:.3g}"
         best = t.get("value_from_min")

@@ -26,6 +26,7 @@ def validate(case):
 
 
 # ---------------------------------------------------------------- timing
+SETTLE = 0.15  # seconds of sleep before each timed block: longer than the pools' spin-waits
 def _calibrate(fn, min_sample):
     """(calls per sample, seconds of the first call)."""
     start = time.perf_counter()
@@ -42,21 +43,25 @@ def _calibrate(fn, min_sample):
         calls = max(calls * 2, int(calls * min_sample / max(elapsed, 1e-9)) + 1)
 
 
-def time_group(impls, min_sample, repeats, rounds=2, single_call=20e-6):
+def time_group(impls, min_sample, repeats, rounds=2, single_call=20e-6, settle=SETTLE):
     """{name: (samples of seconds per call, first-call seconds)}.
 
     An implementation runs in blocks of `repeats` samples of `min_sample` seconds, in `rounds`
-    rounds over the implementations (A A B B A A B B), each block after a warm-up sample, so
-    thread pools that spin after a call (OpenBLAS, OpenMP, Eigen) cost the warm-up, not the next
-    peer. Calls of at least `single_call` seconds are timed one by one (each call a sample), so
-    that the median drops the stalls a loaded machine inflicts on a few calls (PyTorch's
-    autograd hand-offs wait for a time slice); shorter calls are timed in chunks."""
+    rounds over the implementations (A A B B A A B B). Before each block the process sleeps
+    `settle` seconds, so that the worker threads the previous implementation left spinning
+    (OpenBLAS spins up to ~2^28 cycles, about 0.1 s, before it sleeps; OpenMP and Eigen pools
+    spin too) are asleep before the next one is timed; then a warm-up sample. Calls of at least
+    `single_call` seconds are timed one by one (each call a sample), so that the median drops
+    the stalls a loaded machine inflicts on a few calls (PyTorch's autograd hand-offs wait for
+    a time slice); shorter calls are timed in chunks."""
     plan = {name: _calibrate(impl.run, min_sample) for name, impl in impls.items()}
     samples = {name: [] for name in impls}
     per_round = [repeats // rounds + (i < repeats % rounds) for i in range(rounds)]
     for count in per_round:
         for name, impl in impls.items():
             calls, _ = plan[name]
+            if settle:
+                time.sleep(settle)
             one_by_one = min_sample / calls >= single_call
             for sample in range(count + 1):
                 chunk = []

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from kernels import MLP, DivergenceError
+from kernels.layout import DIVERGED_GRADIENT, DIVERGED_LOSS, DIVERGED_UPDATE
 from kernels.optimizers import SGD, Adam, Momentum
 from kernels.tolerance import assert_close
 
@@ -142,6 +143,46 @@ def test_non_finite_step_is_refused_and_reported():
     with pytest.raises(DivergenceError, match="non-finite"):
         net.train_step(x, y, SGD(lr=0.1))
     assert np.array_equal(net.params, before, equal_nan=True)
+
+
+def test_non_finite_update_is_refused_and_named():
+    """Adam in float32 with eps = 1e-50 (0 in float32): a weight whose gradient is exactly 0 gets
+    0 / (sqrt(0) + 0) = NaN although loss and gradient are finite; the step raises, names the
+    update, and leaves parameters, moments and step count as they were."""
+    x, y = data(8, 3, 2)
+    net = MLP([3, 4, 2], activation="relu", dtype="float32", seed=0)
+    net.weights[0][0, :] = -1.0  # a unit dead on every row: its weights' gradient is exactly 0
+    net.biases[0][0] = -100.0
+    opt = Adam(lr=1e-3, eps=1e-50, eps_inside_sqrt=False)
+    before = net.params.copy()
+    with pytest.raises(DivergenceError, match="non-finite update") as info:
+        net.train_step(x.astype(np.float32), y, opt)
+    assert "gradient" not in str(info.value).split("(")[0]
+    assert np.array_equal(net.params, before) and np.isfinite(net.params).all()
+    assert opt.step_count == 0 and not opt.state[0].any() and not opt.state[1].any()
+    assert net.last_step_stats()["status"] == DIVERGED_UPDATE
+    assert np.isfinite(net.last_step_stats()["grad_norm"])
+
+
+def test_divergence_status_tells_loss_gradient_and_update_apart():
+    x, y = data(8, 3, 2)
+    causes = {}
+    for name, edit, opt in (
+            ("loss", lambda n: n.weights[1].__setitem__((0, 0), np.nan), SGD(lr=0.1)),
+            ("gradient", lambda n: n.weights[1].__setitem__((0, 0), 1e300), SGD(lr=0.1)),
+            ("update", lambda n: n.weights[0].__setitem__((0, 0), 1.7e308),
+             SGD(lr=3.0, weight_decay=1.0))):
+        net = MLP([3, 4, 2], activation="tanh", seed=0)
+        edit(net)
+        before = net.params.copy()
+        with pytest.raises(DivergenceError) as info:
+            net.train_step(x, y, opt)
+        causes[name] = (net.last_step_stats()["status"], str(info.value))
+        assert np.array_equal(net.params, before, equal_nan=True)
+    assert causes["loss"][0] == DIVERGED_LOSS and "non-finite loss" in causes["loss"][1]
+    assert causes["gradient"][0] == DIVERGED_GRADIENT
+    assert "non-finite gradient" in causes["gradient"][1]
+    assert causes["update"][0] == DIVERGED_UPDATE and "non-finite update" in causes["update"][1]
 
 
 def test_fit_records_divergence_as_data():

@@ -44,6 +44,23 @@ def test_every_benchmarked_kernel_matches_its_reference(dtype, peers):
     assert not failures, "\n".join(failures)
 
 
+def test_jax_peer_runs_float32_cases_without_64_bit_mode(peers):
+    """64-bit mode is process-wide: the JAX peer turns it on for float64 cases only, so a
+    float32 case built after a float64 one traces and runs in 32 bits."""
+    if "jax" not in peers:
+        pytest.skip("JAX is not installed")
+    jax = peers["jax"].jax
+    modes = {}
+    for dtype in ("float64", "float32"):
+        case = bench.build_cases(replace(PLAN, nets=[([5, 9, 3], 6)]), dtype,
+                                 np.random.default_rng(0))[-1]
+        bench.add_peers(case, {"jax": peers["jax"]})
+        modes[dtype] = bool(jax.config.jax_enable_x64)
+        case.impls["jax"].run()
+        assert case.impls["jax"].result()["grads"].dtype == np.dtype(dtype)
+    assert modes == {"float64": True, "float32": False}
+
+
 def test_validation_reports_a_wrong_kernel():
     case = bench.build_cases(PLAN, "float64", np.random.default_rng(0))[0]
     z = np.zeros((5, 3))
@@ -90,12 +107,22 @@ def test_bench_smoke_writes_table_files_and_figures(tmp_path, capsys):
     out = tmp_path / "bench"
     assert main(["bench", "--smoke", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "train_step" in printed and "targets (issue 5" in printed
+    assert "train_step" in printed and "targets (value from medians" in printed
     frame = pd.read_parquet(out / "bench.parquet")
-    assert frame.equals(pd.read_csv(out / "bench.csv").astype(frame.dtypes)) or len(frame)
+    csv = pd.read_csv(out / "bench.csv")
+    assert list(csv.columns) == list(frame.columns) and len(csv) == len(frame) > 0
+    numbers = frame.select_dtypes("number").columns
+    assert len(numbers) and "median_s" in numbers
+    pd.testing.assert_frame_equal(csv[numbers], frame[numbers], check_dtype=False)
+    for column in frame.columns.difference(numbers):
+        assert (csv[column].astype(object).fillna("").astype(str)
+                == frame[column].astype(str)).all(), column
     ours = frame[frame.impl == "gradlab"]
     assert ours.valid.all() and (ours.median_s > 0).all()
-    assert {"numpy", "gradlab"} <= set(frame.impl)
+    assert {"numpy", "gradlab", "gradlab_kernel"} <= set(frame.impl)
+    steps = pd.read_csv(out / "train_steps.csv")
+    assert len(steps) == 1 and steps.ours_us.iloc[0] > 0 and steps.kernel_us.iloc[0] > 0
+    assert "| net | dtype | ours (public call) us" in (out / "train_steps.md").read_text()
     for name in ("sweep", "breakdown", "backward", "targets"):
         assert len(pd.read_csv(out / f"{name}.csv"))
     summary = json.loads((out / "summary.json").read_text())
