@@ -145,21 +145,35 @@ def test_non_finite_step_is_refused_and_reported():
     assert np.array_equal(net.params, before, equal_nan=True)
 
 
-def test_non_finite_update_is_refused_and_named():
-    """Adam in float32 with eps = 1e-50 (0 in float32): a weight whose gradient is exactly 0 gets
-    0 / (sqrt(0) + 0) = NaN although loss and gradient are finite; the step raises, names the
-    update, and leaves parameters, moments and step count as they were."""
+def test_an_eps_that_rounds_to_zero_in_the_dtype_is_refused_before_any_update():
+    """Adam in float32 with eps = 1e-50 (0 in float32) would give a weight whose gradient is
+    exactly 0 the update 0 / (sqrt(0) + 0) = NaN although loss and gradient are finite: the
+    optimizer is refused when used, naming eps, and nothing changes."""
     x, y = data(8, 3, 2)
     net = MLP([3, 4, 2], activation="relu", dtype="float32", seed=0)
     net.weights[0][0, :] = -1.0  # a unit dead on every row: its weights' gradient is exactly 0
     net.biases[0][0] = -100.0
     opt = Adam(lr=1e-3, eps=1e-50, eps_inside_sqrt=False)
     before = net.params.copy()
-    with pytest.raises(DivergenceError, match="non-finite update") as info:
+    with pytest.raises(ValueError, match="eps"):
         net.train_step(x.astype(np.float32), y, opt)
+    assert np.array_equal(net.params, before) and opt.step_count == 0
+
+
+def test_non_finite_update_is_refused_and_named():
+    """SGD with weight decay on a weight of 1.7e308: loss and gradient are finite, the update
+    lr (g + wd theta) overflows; the step raises, names the update, and leaves parameters,
+    moments and step count as they were."""
+    x, y = data(8, 3, 2)
+    net = MLP([3, 4, 2], activation="tanh", seed=0)
+    net.weights[0][0, 0] = 1.7e308
+    opt = SGD(lr=3.0, weight_decay=1.0)
+    before = net.params.copy()
+    with pytest.raises(DivergenceError, match="non-finite update") as info:
+        net.train_step(x, y, opt)
     assert "gradient" not in str(info.value).split("(")[0]
-    assert np.array_equal(net.params, before) and np.isfinite(net.params).all()
-    assert opt.step_count == 0 and not opt.state[0].any() and not opt.state[1].any()
+    assert np.array_equal(net.params, before)
+    assert opt.step_count == 0
     assert net.last_step_stats()["status"] == DIVERGED_UPDATE
     assert np.isfinite(net.last_step_stats()["grad_norm"])
 
