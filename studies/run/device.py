@@ -48,7 +48,8 @@ class DeviceEngine:
         uploaded x, y); fills the R records. Returns the (R,) steps completed (a run that turns
         non-finite: the index of that step; it is frozen from there on)."""
         n_steps = len(recs[0].loss)
-        orders = np.asarray(orders)[:, :min(orders.shape[1], n_steps * batch_size)]
+        orders = np.asarray(orders)
+        orders = orders[:, :min(orders.shape[1], n_steps * batch_size)]
         opts = opts if isinstance(opts, (list, tuple)) else [opts] * self.runs
         starts = self.step_counts
         for r, (host, rec) in enumerate(zip(self.run_views(), recs)):

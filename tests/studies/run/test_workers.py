@@ -77,15 +77,17 @@ def _wait_gone(processes):
 
 def test_workers_die_with_a_sigkilled_parent(tmp_path):
     proc = _start(_spec_file(tmp_path, [3000000, 3000001]), tmp_path / "out")
+    workers = []
     try:
         workers = _workers_of(proc, 2)
         proc.kill()  # SIGKILL: no handler, no cleanup in the parent
         proc.wait()
         assert _wait_gone(workers) == []
     finally:
-        for child in psutil.Process().children(recursive=True):
-            if child.pid != proc.pid and "spawn_main" in " ".join(child.cmdline()):
-                child.kill()
+        proc.kill()
+        for worker in workers:  # orphans of a failing check are not left running
+            if not _gone(worker):
+                worker.kill()
 
 
 def test_ctrl_c_ends_the_sweep_in_one_line_with_finished_runs_stored(tmp_path):
