@@ -2,7 +2,6 @@
 an edit to a plot, the report, the CLI or the README keeps every id; an edit to the chunk
 driver, a CUDA kernel, the data or the labels changes them."""
 import shutil
-from pathlib import Path
 
 import pytest
 
