@@ -379,7 +379,8 @@ class MLP:
                 "status": int(rec.status[0])}
 
     def fit(self, x, y, opt, **options):
-        """Trains for some epochs (see kernels.training.fit); returns a History."""
+        """Trains for some epochs: kernels.training.fit, the epoch loop of MultiMLP on this
+        network as a group of one (a SingleRun); returns a History."""
         return fit_epochs(self, x, y, opt, **options)
 
     def predict(self, x):

@@ -29,8 +29,7 @@ from .mlp import MLP, NO_CLIP
 from .optimizers import Optimizer
 from .runset import RunSet, check_same_architecture, per_run
 from .step import run_batches
-from .training import History, LAYER_FIELDS, STEP_FIELDS, epoch_order, evaluate_split, \
-    n_batches
+from .training import fit_runs
 from .validation import check_positive_int
 
 BLAS_THREADING_WORK = 1 << 18  # OpenBLAS threads a GEMM above m n k = 4 x 65536
@@ -203,48 +202,12 @@ class MultiMLP(RunSet):
 
     # ------------------------------------------------------------------ epochs
     def fit(self, x, y, opts, epochs=1, batch_size=None, shuffle=True, seeds=0, clip=None,
-            evaluate=True, drop_last=False):
+            evaluate=True, drop_last=False, x_test=None, y_test=None, callback=None):
         """As MLP.fit for every run (seeds: one or R shuffle seeds); one compiled call per
-        epoch for all runs. Returns R Histories equal to those of MLP.fit on each network."""
-        xk, yk = self.template.check_batch(x, y)
-        epochs = check_positive_int("epochs", epochs)
-        batch_size = len(xk) if batch_size is None else check_positive_int("batch_size",
-                                                                            batch_size)
-        if batch_size > len(xk):
-            raise ValueError(f"batch_size: expected at most the {len(xk)} training rows, got "
-                             f"{batch_size}")
-        steps = n_batches(len(xk), batch_size, self.template.batchnorm, drop_last)
-        if steps == 0 or (self.template.batchnorm and batch_size < 2):
-            raise ValueError(f"batch_size: {batch_size} leaves no usable batch of {len(xk)} rows")
-        rngs = [np.random.default_rng(s) for s in _per_run(seeds, self.runs, "seeds")]
-        histories = [History() for _ in range(self.runs)]
-        chunks = [[] for _ in range(self.runs)]
-        for epoch in range(1, epochs + 1):
-            was_frozen = self.frozen.copy()
-            orders = np.stack([epoch_order(len(xk), shuffle, rng) for rng in rngs])
-            _, buf, status = self._run(xk, yk, orders, batch_size, opts, clip, steps)
-            nets = self.run_views()
-            for r, history in enumerate(histories):
-                if was_frozen[r]:
-                    continue
-                rec = record_views(buf[r], status[r], steps, len(self.sizes) - 1)
-                if status[r, 0]:
-                    history.diverged, history.diverged_step = True, int(self.t[r, 0])
-                    chunks[r].append((rec, int(status[r, 1]) + 1))
-                    continue
-                chunks[r].append((rec, steps))
-                summary = {"epoch": epoch, "step": int(self.t[r, 0]),
-                           "loss": float(np.mean(rec.loss[:steps]))}
-                if evaluate:
-                    summary.update(evaluate_split(nets[r], x, np.asarray(y), "train"))
-                history.epochs.append(summary)
-            if self.frozen.all():
-                break
-        for history, parts in zip(histories, chunks):
-            for name in STEP_FIELDS + LAYER_FIELDS:
-                pieces = [getattr(rec, name)[:n] for rec, n in parts]
-                history.steps[name] = np.concatenate(pieces) if pieces else np.zeros(0)
-        return histories
+        epoch for all runs (kernels.training.fit_runs). Returns R Histories equal to those of
+        MLP.fit on each network; callback(epoch, summaries) gets one summary per run."""
+        return fit_runs(self, x, y, opts, clip, seeds, epochs, batch_size, shuffle, x_test,
+                        y_test, drop_last, evaluate, callback)
 
     # ------------------------------------------------------------------ evaluation
     def forward(self, x, training=False):

@@ -1,2 +1,4 @@
-"""Executing studies: the plan of a spec, the executors (serial, spawned processes, Dask), the
-chunk driver that trains and records each run, and the progress display."""
+"""Executing studies: the plan of a spec and the executors (runner: serial, spawned processes,
+Dask) under one settle-or-retry policy (policy), their workers (workers), the one chunk driver
+that trains and records every run, alone or in groups, on the CPU or the GPU (execute, record,
+group, device), the code version run ids hash (version), and the progress bar (progress)."""

@@ -1,34 +1,54 @@
-"""One run: build the data and network a configuration describes, train it in compiled chunks of
-`metrics_every` steps, record metrics at step 0 and every interval, and label it.
+"""The chunk driver: every run is trained here, a single run as a group of one. A group is the
+runs of a sweep that share one architecture and training schedule (studies.run.group); they
+train in one multi-run engine, kernels.multirun.MultiMLP on the CPU or the CUDA engine
+(studies.run.device.DeviceEngine), in compiled chunks of `metrics_every` steps, each run with
+its own seeded data order, metrics and divergence test (studies.run.record.RunLog).
 
-Steps stream through epochs of floor(N/B) full batches of a seeded shuffle (a partial last batch
-is dropped so every step has the same batch size; batch_size 0 is full-batch GD). A run that
-turns non-finite, or whose loss (a running mean over about 64 rows) exceeds the divergence
-factor times its initial loss, stops early and is returned as diverged with its history.
+    payloads = execute_group([t.config for t in group], labels)   # one payload per run
+    run, history, layers = train_run(config)                       # train_group([config])[0]
 
-The per-run bookkeeping between chunks (data order, evaluation, history and layer rows, the
-divergence test, the summary) lives in `RunLog`, which studies.run.group shares: a group of
-runs trained in one MultiMLP records exactly what each would record alone.
+MultiMLP gives row r of its (R, n_params) buffers to the very step MLP compiles, so every stored
+number equals training each run alone, bitwise; only the timings differ (a run's train_time is
+its share of each chunk: chunk time / active runs). A run that diverges is frozen in its group
+and its history ends there, while the others go on.
 """
 import functools
 import json
 import time
-import traceback
 
 import numpy as np
 import scipy.linalg  # noqa: F401  loads the BLAS the kernels call, so threadpool_limits sees it
 
-from kernels import DivergenceError
 from kernels.layout import allocate_record
 
 from studies.config import build_clip, build_network, build_optimizer
 from studies.data.datasets import load_dataset
-from studies.analysis.labels import Thresholds, diverged_now, format_labels, label_run
-from studies.analysis.metrics import layer_statistics
+from studies.analysis.labels import Thresholds
+from studies.run.record import RunLog, chunk_order, evaluate, failed_payload, payload_of, \
+    targets_of
+
+__all__ = ["chunk_order", "evaluate", "dataset_for", "build_run", "training_data", "group_key",
+           "build_engine", "warm_up", "train_group", "train_run", "execute_group", "execute",
+           "config_json"]
+
+# Keys a run of a group may hold on its own: they set the initial parameters (seed, init), the
+# data order (seed), the optimizer and its schedule, and clipping, all of which MultiMLP takes
+# per run. Every other key (any new one included) must be equal across the group.
+PER_RUN = frozenset({
+    "seed", "init", "gain", "init_scale", "sigma_w2", "sigma_b2",
+    "optimizer", "lr", "momentum", "beta1", "beta2", "rho", "eps", "eps_inside_sqrt",
+    "weight_decay", "schedule", "step_size", "gamma", "decay_k", "eta_min", "warmup",
+    "clip", "clip_threshold"})
 
 
-
-SMOOTHING_ROWS = 64  # divergence by loss factor is judged on a mean over about this many rows
+def group_key(config):
+    """What runs must share to train in one group (JSON of every key not in PER_RUN: data,
+    architecture, dtype, steps, metrics_every, batch_size, evaluation...); None for a run that
+    trains alone (device "cuda")."""
+    if config.get("device", "cpu") != "cpu":
+        return None
+    shared = {k: v for k, v in config.items() if k not in PER_RUN}
+    return json.dumps(shared, sort_keys=True, default=str)
 
 
 @functools.lru_cache(maxsize=8)
@@ -42,38 +62,6 @@ def dataset_for(config):
     return cached_dataset(config["dataset"], config["data_seed"], config["n_samples"], options)
 
 
-def _targets(net, y):
-    """Class labels stay labels for cross-entropy; become one-hot rows for MSE on classes."""
-    if net.loss_name == "mse" and y.ndim == 1:
-        return np.eye(net.sizes[-1])[y]
-    return y
-
-
-def chunk_order(rng_state, n_rows, batch, first_step, n_steps):
-    """Row order of steps [first_step, first_step + n_steps): batches of consecutive epochs."""
-    per_epoch = n_rows // batch
-    rows = []
-    for s in range(first_step, first_step + n_steps):
-        epoch, position = divmod(s, per_epoch)
-        while len(rng_state["perms"]) <= epoch:
-            rng_state["perms"].append(rng_state["rng"].permutation(n_rows))
-        rows.append(rng_state["perms"][epoch][position * batch:(position + 1) * batch])
-        if position == per_epoch - 1 and epoch > 0:
-            rng_state["perms"][epoch - 1] = None  # keep memory bounded
-    return np.concatenate(rows).astype(np.int64), per_epoch
-
-
-def evaluate(net, data, x_train, y_train, eval_rows):
-    """Loss and accuracy on train and test (evaluation mode)."""
-    out = {}
-    for split, x, y, labels in (("train", x_train, y_train, data.y_train),
-                                ("test", data.x_test, _targets(net, data.y_test), data.y_test)):
-        out[f"{split}_loss"], accuracy = net.evaluate(x, y)
-        if data.task == "classification":
-            out[f"{split}_accuracy"] = accuracy if accuracy is not None else net.accuracy(x, labels)
-    return out
-
-
 def build_run(config, data):
     """(net, optimizer, clip) of a configuration on its data."""
     net = build_network(config, data.n_features, data.n_outputs, data.task == "classification")
@@ -82,222 +70,113 @@ def build_run(config, data):
 
 def training_data(net, data, config):
     """(x, y) in kernel form, the evaluation targets and the batch size of a run's training."""
-    x, y = net.check_batch(data.x_train, _targets(net, data.y_train))
+    x, y = net.check_batch(data.x_train, targets_of(net, data.y_train))
     n_rows = len(x)
     batch = n_rows if config["batch_size"] in (0, None) or config["batch_size"] > n_rows \
         else config["batch_size"]
     if net.batchnorm and batch < 2:
         raise ValueError("batch_size: batch norm needs at least 2 rows per batch")
-    return x, y, _targets(net, data.y_train), batch
+    return x, y, targets_of(net, data.y_train), batch
 
 
-class RunLog:
-    """One run's records between its compiled chunks: its seeded data order, the evaluation and
-    layer statistics at each metric step, history and layer rows, the divergence test and the
-    final summary. train_run drives one; studies.run.group drives one per run of a group."""
-
-    def __init__(self, config, thresholds, data, x, y_eval, batch):
-        self.config, self.thresholds, self.data = config, thresholds, data
-        self.n_rows, self.batch, self.y_eval = len(x), batch, y_eval
-        self.x_eval = x[:min(config["eval_rows"], len(x))]
-        self.rng_state = {"rng": np.random.default_rng(config["seed"]), "perms": []}
-        self.per_epoch = max(1, self.n_rows // batch)
-        self.smoothing = max(1, -(-SMOOTHING_ROWS // batch))
-        self.history, self.layers, self.recent = [], [], []
-        self.status, self.initial_loss, self.train_time = "completed", None, 0.0
-
-    def order(self, step, n_steps):
-        """Row order of the chunk of n_steps steps from `step`."""
-        return chunk_order(self.rng_state, self.n_rows, self.batch, step, n_steps)[0]
-
-    def measure(self, net):
-        """(evaluation, layer statistics) of the network before the chunk that follows."""
-        rows = len(self.x_eval)
-        evals = evaluate(net, self.data, self.data.x_train, self.y_eval, self.config["eval_rows"])
-        stats = layer_statistics(net, self.x_eval, training=True,
-                                 y=self.y_eval[:rows] if self.config["gradient_stats"] else None)
-        return evals, stats
-
-    def final_record(self, net):
-        """The last row has no step to take: gradient statistics on the evaluation rows."""
-        net.loss_and_grads(self.x_eval, self.y_eval[:len(self.x_eval)])
-        return net._step_record
-
-    def record(self, step, measured, rec, n_steps, nonfinite, seconds):
-        """Rows of the metric step `step` (measured before the chunk; rec: the chunk's records,
-        n_steps 0 for the final row) and the divergence test; `seconds` of training are added.
-        Returns True when the run stops here (diverged)."""
-        evals, stats = measured
-        if nonfinite:
-            self.status = "diverged"
-        if self.initial_loss is None:
-            self.initial_loss = evals["train_loss"]  # the whole training set, before any update
-        history = self.history  # the step's own row: record row 0, the chunk's first step
-        history.append(_history_row(step, step / self.per_epoch, rec, 0, evals, n_steps,
-                                    self.status))
-        history[-1]["train_time"] = self.train_time
-        self.train_time += seconds
-        for s in stats:
-            self.layers.append({**s, "step": step, **_layer_grads(rec, 0, s["layer"] - 1)})
-        bad = int(rec.status[1]) if self.status == "diverged" else _first_divergent(
-            rec.loss[:n_steps], self.initial_loss, self.thresholds, self.recent, self.smoothing)
-        if bad < 0:
-            return False
-        self.status = "diverged"
-        if bad > 0:
-            history.append(_history_row(step + bad, (step + bad) / self.per_epoch, rec, bad, {},
-                                        n_steps, self.status))
-        history[-1]["diverged"] = True
-        return True
-
-    def summarize(self, net, compile_time):
-        """(run_row, history DataFrame, layers DataFrame) of the finished run."""
-        return _summarize(self.config, net, self.history, self.layers, self.status,
-                          self.thresholds, self.train_time, compile_time)
+def build_engine(nets, device, x, y):
+    """The multi-run engine of a group's networks: MultiMLP (one thread: a worker trains one
+    group at a time) or, for device "cuda", a DeviceEngine with x, y uploaded."""
+    if device == "cuda":
+        from studies.run.device import DeviceEngine
+        return DeviceEngine(nets, x, y)
+    from kernels.multirun import MultiMLP
+    return MultiMLP(nets, threads=1)
 
 
-def train_run(config, labels=None):
-    """Trains one configuration; returns (run_row, history_rows, layer_rows). `labels` holds
-    pathology threshold overrides (studies.analysis.labels.Thresholds)."""
-    data = dataset_for(config)
-    net, opt, clip = build_run(config, data)
-    thresholds = Thresholds.from_dict(labels or {})
-    x, y, y_eval, batch = training_data(net, data, config)
-    log = RunLog(config, thresholds, data, x, y_eval, batch)
-    trainer = net
-    if config["device"] == "cuda":
-        from studies.run.device import DeviceTrainer
-        trainer = DeviceTrainer(net, x, y)
-    compile_time = warm_up(trainer, x, y, batch, config, clip)
-    total, every, step = config["steps"], config["metrics_every"], 0
-    while step <= total:
-        if trainer is not net:
-            net = trainer.host_net()
-        measured = log.measure(net)
-        nonfinite, seconds, n_steps = False, 0.0, 0
-        if step == total:
-            rec = log.final_record(net)
-        else:
-            n_steps = min(every, total - step)
-            order = log.order(step, n_steps)
-            rec = allocate_record(n_steps, net.n_layers)
-            started = time.perf_counter()
-            try:
-                trainer.run_steps(x, y, order, batch, opt, clip, rec)
-            except DivergenceError:
-                nonfinite = True
-            seconds = time.perf_counter() - started
-        if log.record(step, measured, rec, n_steps, nonfinite, seconds):
-            break
-        step += n_steps if n_steps else 1
-    if trainer is not net:
-        net = trainer.host_net()
-    return log.summarize(net, compile_time)
-def _first_divergent(losses, initial_loss, thresholds, recent, window):
-    """Index of the first step that counts as divergence, or -1: a non-finite loss at once, or
-    a running mean over the last `window` steps (about SMOOTHING_ROWS rows, so single-sample
-    SGD noise is not mistaken for divergence) above the factor times the initial loss.
-    `recent` carries the window across chunks."""
-    for i, value in enumerate(losses):
-        value = float(value)
-        recent.append(value)
-        del recent[:-window]
-        if not np.isfinite(value) or diverged_now(float(np.mean(recent)), initial_loss,
-                                                  thresholds):
-            return i
-    return -1
-
-
-def _history_row(step, epoch, rec, row, evals, n_steps, status):
-    out = {"step": int(step), "epoch": float(epoch), "loss": float(rec.loss[row]),
-           "loss_avg": float(np.mean(rec.loss[:max(n_steps, 1)])),
-           "grad_norm": float(rec.grad_norm[row]),
-           "grad_norm_clipped": float(rec.grad_norm_clipped[row]) if n_steps else np.nan,
-           "lr": float(rec.lr[row]) if n_steps else np.nan, "diverged": status == "diverged"}
-    out.update(evals)
-    return out
-
-
-def _layer_grads(rec, row, layer):
-    w = float(rec.w_norm[row, layer])
-    upd = float(rec.w_update_norm[row, layer])
-    return {"w_grad_norm": float(rec.w_grad_norm[row, layer]),
-            "b_grad_norm": float(rec.b_grad_norm[row, layer]),
-            "delta_norm": float(rec.delta_norm[row, layer]),
-            "w_norm": w if w > 0 else np.nan,
-            "update_ratio": upd / w if w > 0 else np.nan}
-
-
-def warm_up(net, x, y, batch, config, clip):
-    """One throwaway step on a copy, so compilation (or the cache load) is timed apart from
-    training; returns its seconds."""
+def warm_up(net, device, x, y, batch, config, clip):
+    """One throwaway step of a one-run engine of the same kind on a copy of `net`, so
+    compilation (or the cache load) is timed apart from training; returns its seconds."""
     started = time.perf_counter()
-    try:
-        net.copy().run_steps(x, y, np.arange(batch, dtype=np.int64), batch,
-                             build_optimizer(config), clip, allocate_record(1, net.n_layers))
-    except DivergenceError:
-        pass
+    build_engine([net.copy()], device, x, y).run_steps(
+        x, y, np.arange(batch, dtype=np.int64)[None], batch, [build_optimizer(config)], [clip],
+        [allocate_record(1, net.n_layers)])
     return time.perf_counter() - started
 
 
-def _summarize(config, net, history, layers, status, thresholds, train_time, compile_time):
-    import pandas as pd
-    hist = pd.DataFrame(history)
-    lay = pd.DataFrame(layers)
-    run_labels, layer_labels = label_run(hist, lay, thresholds)
-    finite = hist["loss"][np.isfinite(hist["loss"])]
-    last = hist.iloc[-1]
-    run = {"status": status, "error": "",
-           "final_loss": float(last.get("train_loss", np.nan)) if status != "diverged"
-           else float(last["loss"]),
-           "best_loss": float(finite.min()) if len(finite) else np.nan,
-           "final_train_accuracy": float(last.get("train_accuracy", np.nan)),
-           "final_test_accuracy": float(last.get("test_accuracy", np.nan)),
-           "final_test_loss": float(last.get("test_loss", np.nan)),
-           "steps_done": int(hist["step"].max()), "labels": format_labels(run_labels),
-           "train_time": float(train_time), "compile_time": float(compile_time),
-           "n_params": int(net.n_params)}
-    for label in ("vanishing", "exploding", "dead", "saturated", "diverged"):
-        run[f"first_{label}"] = int(run_labels[label]) if label in run_labels else -1
-    lay = lay.merge(_layer_label_columns(layer_labels), on="layer", how="left")
-    return run, hist, lay
+def _check_group(configs):
+    keys = {group_key(config) for config in configs}
+    if not configs or (len(configs) > 1 and (len(keys) != 1 or None in keys)):
+        raise ValueError("configs: a group needs one configuration, or runs of one group_key "
+                         "on the cpu")
 
 
-def _layer_label_columns(layer_labels):
-    import pandas as pd
-    if layer_labels is None or len(layer_labels) == 0:
-        return pd.DataFrame({"layer": pd.Series(dtype=int), "layer_labels": pd.Series(dtype=str)})
-    grouped = layer_labels.groupby("layer").apply(
-        lambda g: ",".join(f"{r.label}@{int(r.first_step)}" for r in g.itertuples()),
-        include_groups=False)
-    return pd.DataFrame({"layer": grouped.index, "layer_labels": grouped.values})
+def train_group(configs, labels=None):
+    """Trains configurations that share one group_key (or a single one) together, chunk by
+    chunk; returns one (run_row, history, layers) per configuration. `labels` holds pathology
+    threshold overrides (studies.analysis.labels.Thresholds)."""
+    _check_group(configs)
+    first = configs[0]
+    data = dataset_for(first)
+    built = [build_run(config, data) for config in configs]
+    thresholds = Thresholds.from_dict(labels or {})
+    x, y, y_eval, batch = training_data(built[0][0], data, first)
+    logs = [RunLog(config, thresholds, data, x, y_eval, batch) for config in configs]
+    opts, clips = [b[1] for b in built], [b[2] for b in built]
+    device = first.get("device", "cpu")
+    engine = build_engine([b[0] for b in built], device, x, y)
+    compile_time = warm_up(built[0][0], device, x, y, batch, first, clips[0]) / len(configs)
+    total, every, step = first["steps"], first["metrics_every"], 0
+    active = list(range(len(configs)))
+    while active and step <= total:
+        nets = engine.run_views()
+        measured = {r: logs[r].measure(nets[r]) for r in active}
+        if step == total:
+            for r in active:
+                logs[r].record(step, measured[r], logs[r].final_record(nets[r]), 0, False, 0.0)
+            break
+        n_steps = min(every, total - step)
+        rows = {r: logs[r].order(step, n_steps) for r in active}
+        orders = np.stack([rows.get(r, rows[active[0]])  # frozen runs skip theirs
+                           for r in range(len(configs))])
+        recs = [allocate_record(n_steps, engine.template.n_layers) for _ in configs]
+        started = time.perf_counter()
+        engine.run_steps(x, y, orders, batch, opts, clips, recs)
+        share = (time.perf_counter() - started) / len(active)
+        for r in list(active):
+            if logs[r].record(step, measured[r], recs[r], n_steps, bool(recs[r].status[0]),
+                              share):
+                engine.frozen[r] = True
+                active.remove(r)
+        step += n_steps
+    nets = engine.run_views()
+    return [log.summarize(net, compile_time) for log, net in zip(logs, nets)]
 
 
-def payload_of(run, hist, lay):
-    """What a worker returns for one run: the run row and its tables as records."""
-    return {"run": run, "history": hist.to_dict("list"), "layers": lay.to_dict("list")}
+def train_run(config, labels=None):
+    """Trains one configuration (a group of one); returns (run_row, history, layers)."""
+    return train_group([config], labels)[0]
 
 
-def failed_payload(err):
-    """The payload of a run that raised `err` (call inside its except block)."""
-    return {"run": {"status": "failed", "error": f"{type(err).__name__}: {err}",
-                    "traceback": traceback.format_exc(limit=8)},
-            "history": {}, "layers": {}}
-
-
-def execute(config, labels=None):
-    """Runs one configuration and never raises: a failure comes back as a 'failed' run with its
-    error text. Returns a payload dict with 'run', 'history', 'layers' (DataFrames as records)."""
+def execute_group(configs, labels=None):
+    """Runs a group of configurations and never raises: one payload per configuration (the
+    'run' row with group_size and its share of the wall time, 'history' and 'layers' as
+    records); a run that raises comes back 'failed' with its error text. If a group of several
+    fails as a whole (one run that cannot be built fails it), each run is redone alone, so a
+    failure stays one run's data."""
     from threadpoolctl import threadpool_limits
     started = time.perf_counter()
     try:
         with threadpool_limits(limits=1):
-            payload = payload_of(*train_run(config, labels))
+            payloads = [payload_of(*result) for result in train_group(configs, labels)]
     except Exception as err:  # a run's failure is data, never the sweep's end
-        payload = failed_payload(err)
-    payload["run"]["wall_time"] = time.perf_counter() - started
-    payload["run"]["group_size"] = 1
-    return payload
+        if len(configs) > 1:
+            return [execute(config, labels) for config in configs]
+        payloads = [failed_payload(err)]
+    share = (time.perf_counter() - started) / len(configs)
+    for payload in payloads:
+        payload["run"].update({"wall_time": share, "group_size": len(configs)})
+    return payloads
+
+
+def execute(config, labels=None):
+    """execute_group of one configuration: its payload."""
+    return execute_group([config], labels)[0]
 
 
 def config_json(config):

@@ -1,37 +1,42 @@
 """The study runner: expand a spec into runs, skip the finished ones, execute the rest serially,
 on local spawn processes or on a Dask cluster, and store each run atomically as it finishes.
 
-A run that raises is retried once, then stored as failed with its error. A worker that dies
-(segfault, out-of-memory kill) breaks the process pool: the runs that were in flight are redone
-one at a time in a fresh pool, so the culprit is found; it is retried once alone, then stored as
-failed. Every executor limits BLAS to one thread per run, so all three give identical numbers.
+Every executor follows one settle-or-retry policy (studies.run.policy): a run that raises is
+retried once alone, then stored failed with its error; a group whose worker dies (segfault,
+out-of-memory kill) is split into single runs that run alone, so the culprit is found; it has
+one more try alone, then is stored failed. Every executor limits BLAS to one thread per run, so
+all three give identical numbers. Dask retries a task itself when its worker dies
+(`distributed.scheduler.allowed-failures`, default 3) before this policy sees the death.
 
-Runs that share an architecture and a training schedule (studies.run.group.group_key) are
-trained in groups, one MultiMLP per group, with the same stored numbers as alone (group_runs=
-False trains each alone). A group whose worker dies is split into single runs, which then take
-the path above; a group that raises inside falls back to its runs alone in the worker itself.
+Runs that share an architecture and a training schedule (studies.run.execute.group_key) are
+trained in groups, one multi-run engine per group, with the same stored numbers as alone
+(group_runs=False trains each alone); a group that raises inside falls back to its runs alone
+in the worker itself. Ctrl-C ends a sweep with its finished runs stored; spawned workers die
+with the runner, however it ends.
 """
 import hashlib
 import os
+import stat
+import sys
 import time
-from collections import deque
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from multiprocessing import get_context
 from pathlib import Path
 
-from kernels._jit import _source_hash
-
-from studies.run.execute import config_json, execute
-from studies.run.group import execute_group, plan_groups
+from studies.data.datasets import DATASETS, FILE_SUFFIXES
+from studies.run.execute import config_json, execute_group
+from studies.run.group import plan_groups
+from studies.run.policy import Settlement, drive, run_serial
 from studies.run.progress import Progress
+from studies.run.version import CODE_VERSION
+from studies.run.workers import SINGLE_THREAD_ENV, connect, kill_pool, new_pool, worker_count
 from studies.store import Store, provenance
 
-SINGLE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                     "NUMBA_NUM_THREADS": "1"}
-CODE_VERSION = f"gradlab-0.1.0-kernels-{_source_hash()}"
+__all__ = ["CODE_VERSION", "SINGLE_THREAD_ENV", "Task", "SweepSummary", "plan", "run_study",
+           "run_id_of", "dataset_fingerprint", "absolute_dataset"]
+CHUNK = 1 << 20  # dataset files are hashed 1 MiB at a time
 
 
 @dataclass
@@ -52,18 +57,44 @@ class SweepSummary:
     wall_time: float = 0.0
 
 
+def absolute_dataset(config):
+    """The configuration with a dataset path made absolute (every executor, wherever its
+    workers start, reads the same file); a registered dataset name is left as it is."""
+    name = config.get("dataset")
+    if not isinstance(name, str) or name in DATASETS:
+        return config
+    if any(sep in name for sep in {os.sep, os.altsep or os.sep, "/"}) \
+            or name.lower().endswith(FILE_SUFFIXES) or os.path.exists(name):
+        return {**config, "dataset": os.path.abspath(os.path.expanduser(name))}
+    return config
+
+
+def _file_digest(path, digest):
+    """Feeds a regular file to `digest` CHUNK bytes at a time; ValueError for anything else
+    (a FIFO or a device would block or never end)."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise ValueError(f"dataset: {path} is not a regular file (a FIFO, socket or device); "
+                         f"expected a data file or a directory of them")
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(chunk)
+
+
 def dataset_fingerprint(config):
-    """What identifies the data of a run: the dataset spec, and a file's content hash."""
+    """What identifies the data of a run: the dataset spec, and a file's (or a directory's
+    files') content hash, streamed."""
     name = config["dataset"]
     path = Path(name)
-    if path.exists() and path.is_file():
-        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    if not path.exists():
+        return name
+    digest = hashlib.sha256()
     if path.is_dir():
-        digest = hashlib.sha256()
-        for file in sorted(p for p in path.iterdir() if p.is_file()):
-            digest.update(file.name.encode() + file.read_bytes())
-        return digest.hexdigest()[:16]
-    return name
+        for file in sorted(p for p in path.iterdir() if not p.is_dir()):
+            digest.update(file.name.encode())
+            _file_digest(file, digest)
+    else:
+        _file_digest(path, digest)
+    return digest.hexdigest()[:16]
 
 
 def run_id_of(config):
@@ -79,7 +110,7 @@ def plan(spec, scale, overrides=None):
     overrides = {k: check_value(k, v, "overrides") for k, v in (overrides or {}).items()}
     tasks, seen = [], set()
     for config in spec.grid(scale):
-        config = {**config, **overrides}
+        config = absolute_dataset({**config, **overrides})
         run_id = run_id_of(config)
         if run_id not in seen:
             seen.add(run_id)
@@ -96,9 +127,9 @@ def run_study(spec, scale="quick", out=None, workers=None, scheduler=None, show_
     """Runs every unfinished run of `spec` at `scale`; returns a SweepSummary.
 
     workers: 0 runs serially in this process; N >= 1 uses N spawned processes (default: one
-    per core). scheduler: a Dask scheduler address ('tcp://host:port') or a distributed.Client.
-    group_runs: train runs that share an architecture and schedule together (same numbers;
-    False: every run alone).
+    per core; at most 4 per core and one per pending group). scheduler: a Dask scheduler
+    address ('tcp://host:port') or a distributed.Client. group_runs: train runs that share an
+    architecture and schedule together (same numbers; False: every run alone).
     """
     started = time.perf_counter()
     store = Store(out or default_out(spec))
@@ -106,6 +137,7 @@ def run_study(spec, scale="quick", out=None, workers=None, scheduler=None, show_
     tasks = plan(spec, scale, overrides)
     done = store.finished([t.run_id for t in tasks])
     pending = [t for t in tasks if t.run_id not in done]
+    client = connect(scheduler) if isinstance(scheduler, str) and pending else scheduler
     manifest = {"study": spec.name, "description": spec.description, "spec_path": spec.path,
                 "spec": spec.raw, "scale": scale, "code_version": CODE_VERSION,
                 "grid": [{"run_id": t.run_id, "config": t.config} for t in tasks],
@@ -125,20 +157,40 @@ def run_study(spec, scale="quick", out=None, workers=None, scheduler=None, show_
         counts[run["status"]] = counts.get(run["status"], 0) + 1
         progress.update(run["status"])
 
-    if pending:
-        if scheduler is not None:
-            _run_dask(pending, scheduler, record, group_runs)
-        elif workers == 0:
-            _run_serial(plan_groups(pending, 1, group_runs), record)
-        else:
-            workers = workers or os.cpu_count() or 1
-            _run_processes(plan_groups(pending, workers, group_runs), workers, record)
-    progress.close()
+    try:
+        if pending:
+            _execute(pending, workers, client, record, group_runs)
+    finally:
+        progress.close()
+        if client is not scheduler:
+            client.close()
     manifest["finished"] = datetime.now(timezone.utc).isoformat()
     manifest["counts"] = counts
     store.write_manifest(manifest)
     return SweepSummary(len(tasks), len(tasks) - len(pending), counts, str(store.root),
                         time.perf_counter() - started)
+
+
+def _execute(pending, workers, client, record, group_runs):
+    if client is not None:
+        executor = DaskExecutor(client)
+        groups = plan_groups(pending, executor.capacity // 2, group_runs)
+    elif workers == 0:
+        run_serial(Settlement(plan_groups(pending, 1, group_runs), record), _work)
+        return
+    else:
+        count, _ = worker_count(workers, len(pending))
+        groups = plan_groups(pending, count, group_runs)
+        count, note = worker_count(workers, len(groups))
+        if note:
+            print(note, file=sys.stderr)
+        executor = ProcessExecutor(count)
+    interrupted = True
+    try:
+        drive(Settlement(groups, record), executor)
+        interrupted = False
+    finally:
+        executor.close(interrupted)
 
 
 def _executor_name(workers, scheduler):
@@ -147,119 +199,73 @@ def _executor_name(workers, scheduler):
     return "serial" if workers == 0 else f"processes:{workers or os.cpu_count()}"
 
 
-def _failed(error):
-    return {"run": {"status": "failed", "error": error}, "history": {}, "layers": {}}
-
-
 def _arguments(group):
     """execute_group's arguments for a group of tasks (they share their labels)."""
     return [task.config for task in group], group[0].labels
 
 
-def _run_serial(groups, record):
-    for group in groups:
-        for task, payload in zip(group, execute_group(*_arguments(group))):
-            if payload["run"]["status"] == "failed":
-                task.attempts += 1
-                payload = execute(task.config, task.labels)
-            record(task, payload)
+def _work(group):
+    return execute_group(*_arguments(group))
 
 
 def _new_pool(workers):
-    os.environ.update(SINGLE_THREAD_ENV)  # inherited by the spawned workers
-    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+    return new_pool(workers)
 
 
-def _run_processes(groups, workers, record):
-    queue = deque(groups)
-    pool = _new_pool(workers)
-    in_flight = {}
-    try:
-        while queue or in_flight:
-            while queue and len(in_flight) < 2 * workers:
-                if queue[0][0].isolate and in_flight:
-                    break  # a suspect of a crash runs alone
-                group = queue.popleft()
-                in_flight[pool.submit(execute_group, *_arguments(group))] = group
-                if group[0].isolate:
-                    break
-            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            broken = False
-            for future in finished:
-                group = in_flight.pop(future)
-                try:
-                    payloads = future.result()
-                except BrokenProcessPool:
-                    broken = True
-                    _crashed(group, queue, record, "worker process died (crash or killed)")
-                    continue
-                for task, payload in zip(group, payloads):
-                    _finished(task, payload, queue, record)
-            if broken:
-                for future, group in list(in_flight.items()):
-                    _crashed(group, queue, record, "worker process died (crash or killed)")
-                in_flight.clear()
-                pool.shutdown(wait=False, cancel_futures=True)
-                pool = _new_pool(workers)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+class ProcessExecutor:
+    """Groups on a pool of spawned worker processes; a pool broken by a dying worker is
+    replaced before the next submission."""
+
+    def __init__(self, workers):
+        self.capacity = 2 * workers
+        self.workers = workers
+        self.pool, self.broken = _new_pool(workers), False
+
+    def submit(self, group):
+        if self.broken:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool, self.broken = _new_pool(self.workers), False
+        return self.pool.submit(execute_group, *_arguments(group))
+
+    @staticmethod
+    def wait(futures):
+        return wait(futures, return_when=FIRST_COMPLETED)[0]
+
+    def result(self, future):
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            self.broken = True
+            raise
+
+    def close(self, interrupted):
+        if interrupted:
+            kill_pool(self.pool)
+        else:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _crashed(group, queue, record, error):
-    """A crash in a shared pool makes each run of the group a suspect, to run alone next; a
-    crash alone counts as an attempt."""
-    for task in reversed(group):
-        if task.isolate:  # it ran alone (suspects never share a group)
-            task.attempts += 1
-            if task.attempts >= 2:
-                record(task, _failed(f"{error}; retried once alone, crashed again"))
-                continue
-        task.isolate = True
-        queue.appendleft([task])
+class DaskExecutor:
+    """Groups as tasks of a distributed.Client (one key per submission)."""
 
+    def __init__(self, client):
+        self.client = client
+        self.capacity = 2 * max(1, sum(client.nthreads().values()))
+        self.submitted = 0
 
-def _finished(task, payload, queue, record):
-    if payload["run"]["status"] == "failed" and task.attempts == 0:
-        task.attempts += 1
-        queue.append([task])
-        return
-    record(task, payload)
+    def submit(self, group):
+        self.submitted += 1
+        key = f"gradlab-{group[0].run_id}-{len(group)}-{self.submitted}"
+        return self.client.submit(execute_group, *_arguments(group), pure=False, key=key)
 
+    @staticmethod
+    def wait(futures):
+        from distributed import wait as dask_wait
+        return dask_wait(futures, return_when="FIRST_COMPLETED").done
 
-def _run_dask(tasks, scheduler, record, group_runs=True):
-    from distributed import Client, as_completed
-    client = scheduler if isinstance(scheduler, Client) else Client(scheduler, timeout="20s")
-    try:
-        futures = {}
+    @staticmethod
+    def result(future):
+        return future.result()
 
-        def submit(group):
-            first = group[0]
-            key = f"run-{first.run_id}-{first.attempts}" if len(group) == 1 else \
-                f"group-{first.run_id}-{len(group)}"
-            future = client.submit(execute_group, *_arguments(group), pure=False, key=key)
-            futures[future] = group
-            return future
-
-        workers = sum(client.nthreads().values()) or 1
-        for group in plan_groups(tasks, workers, group_runs):
-            submit(group)
-        pending = as_completed(list(futures))
-        for future in pending:
-            group = futures.pop(future)
-            try:
-                payloads = future.result()
-            except Exception as err:  # KilledWorker and friends: the worker died
-                if len(group) > 1:  # a group's runs go on alone, as single runs
-                    for task in group:
-                        pending.add(submit([task]))
-                    continue
-                payloads = [_failed(f"worker died: {type(err).__name__}: {err}")]
-            for task, payload in zip(group, payloads):
-                if payload["run"]["status"] == "failed" and task.attempts == 0:
-                    task.attempts += 1
-                    pending.add(submit([task]))
-                    continue
-                record(task, payload)
-    finally:
-        if not isinstance(scheduler, Client):
-            client.close()
+    def close(self, interrupted):
+        """Nothing to end: tasks whose futures are dropped are released by the scheduler."""

@@ -1,0 +1,194 @@
+"""What one run records between its compiled chunks (`RunLog`): its seeded data order, the
+evaluation and layer statistics at each metric step, the history and layer rows, the divergence
+test, and the run's summary row and labels at the end.
+
+Steps stream through epochs of floor(N/B) full batches of a seeded shuffle (a partial last batch
+is dropped so every step has the same batch size). A run that turns non-finite, or whose loss (a
+running mean over about SMOOTHING_ROWS rows) exceeds the divergence factor times its initial
+loss, stops early and is summarized as diverged with its history.
+"""
+import traceback
+
+import numpy as np
+
+from studies.analysis.labels import diverged_now, format_labels, label_run
+from studies.analysis.metrics import layer_statistics
+
+SMOOTHING_ROWS = 64  # divergence by loss factor is judged on a mean over about this many rows
+
+
+def targets_of(net, y):
+    """Class labels stay labels for cross-entropy; become one-hot rows for MSE on classes."""
+    if net.loss_name == "mse" and y.ndim == 1:
+        return np.eye(net.sizes[-1])[y]
+    return y
+
+
+def chunk_order(rng_state, n_rows, batch, first_step, n_steps):
+    """Row order of steps [first_step, first_step + n_steps): batches of consecutive epochs."""
+    per_epoch = n_rows // batch
+    rows = []
+    for s in range(first_step, first_step + n_steps):
+        epoch, position = divmod(s, per_epoch)
+        while len(rng_state["perms"]) <= epoch:
+            rng_state["perms"].append(rng_state["rng"].permutation(n_rows))
+        rows.append(rng_state["perms"][epoch][position * batch:(position + 1) * batch])
+        if position == per_epoch - 1 and epoch > 0:
+            rng_state["perms"][epoch - 1] = None  # keep memory bounded
+    return np.concatenate(rows).astype(np.int64), per_epoch
+
+
+def evaluate(net, data, x_train, y_train, eval_rows):
+    """Loss and accuracy on train and test (evaluation mode)."""
+    out = {}
+    for split, x, y, labels in (("train", x_train, y_train, data.y_train),
+                                ("test", data.x_test, targets_of(net, data.y_test), data.y_test)):
+        out[f"{split}_loss"], accuracy = net.evaluate(x, y)
+        if data.task == "classification":
+            out[f"{split}_accuracy"] = accuracy if accuracy is not None else net.accuracy(x, labels)
+    return out
+
+
+class RunLog:
+    """One run's records between its compiled chunks: its seeded data order, the evaluation and
+    layer statistics at each metric step, history and layer rows, the divergence test and the
+    final summary. studies.run.execute.train_group drives one per run of a group."""
+
+    def __init__(self, config, thresholds, data, x, y_eval, batch):
+        self.config, self.thresholds, self.data = config, thresholds, data
+        self.n_rows, self.batch, self.y_eval = len(x), batch, y_eval
+        self.x_eval = x[:min(config["eval_rows"], len(x))]
+        self.rng_state = {"rng": np.random.default_rng(config["seed"]), "perms": []}
+        self.per_epoch = max(1, self.n_rows // batch)
+        self.smoothing = max(1, -(-SMOOTHING_ROWS // batch))
+        self.history, self.layers, self.recent = [], [], []
+        self.status, self.initial_loss, self.train_time = "completed", None, 0.0
+
+    def order(self, step, n_steps):
+        """Row order of the chunk of n_steps steps from `step`."""
+        return chunk_order(self.rng_state, self.n_rows, self.batch, step, n_steps)[0]
+
+    def measure(self, net):
+        """(evaluation, layer statistics) of the network before the chunk that follows."""
+        rows = len(self.x_eval)
+        evals = evaluate(net, self.data, self.data.x_train, self.y_eval, self.config["eval_rows"])
+        stats = layer_statistics(net, self.x_eval, training=True,
+                                 y=self.y_eval[:rows] if self.config["gradient_stats"] else None)
+        return evals, stats
+
+    def final_record(self, net):
+        """The last row has no step to take: gradient statistics on the evaluation rows."""
+        net.loss_and_grads(self.x_eval, self.y_eval[:len(self.x_eval)])
+        return net._step_record
+
+    def record(self, step, measured, rec, n_steps, nonfinite, seconds):
+        """Rows of the metric step `step` (measured before the chunk; rec: the chunk's records,
+        n_steps 0 for the final row) and the divergence test; `seconds` of training are added.
+        Returns True when the run stops here (diverged)."""
+        evals, stats = measured
+        if nonfinite:
+            self.status = "diverged"
+        if self.initial_loss is None:
+            self.initial_loss = evals["train_loss"]  # the whole training set, before any update
+        history = self.history  # the step's own row: record row 0, the chunk's first step
+        history.append(_history_row(step, step / self.per_epoch, rec, 0, evals, n_steps,
+                                    self.status))
+        history[-1]["train_time"] = self.train_time
+        self.train_time += seconds
+        for s in stats:
+            self.layers.append({**s, "step": step, **_layer_grads(rec, 0, s["layer"] - 1)})
+        bad = int(rec.status[1]) if self.status == "diverged" else _first_divergent(
+            rec.loss[:n_steps], self.initial_loss, self.thresholds, self.recent, self.smoothing)
+        if bad < 0:
+            return False
+        self.status = "diverged"
+        if bad > 0:
+            history.append(_history_row(step + bad, (step + bad) / self.per_epoch, rec, bad, {},
+                                        n_steps, self.status))
+        history[-1]["diverged"] = True
+        return True
+
+    def summarize(self, net, compile_time):
+        """(run_row, history DataFrame, layers DataFrame) of the finished run."""
+        return _summarize(self.config, net, self.history, self.layers, self.status,
+                          self.thresholds, self.train_time, compile_time)
+
+
+def _first_divergent(losses, initial_loss, thresholds, recent, window):
+    """Index of the first step that counts as divergence, or -1: a non-finite loss at once, or
+    a running mean over the last `window` steps (about SMOOTHING_ROWS rows, so single-sample
+    SGD noise is not mistaken for divergence) above the factor times the initial loss.
+    `recent` carries the window across chunks."""
+    for i, value in enumerate(losses):
+        value = float(value)
+        recent.append(value)
+        del recent[:-window]
+        if not np.isfinite(value) or diverged_now(float(np.mean(recent)), initial_loss,
+                                                  thresholds):
+            return i
+    return -1
+
+
+def _history_row(step, epoch, rec, row, evals, n_steps, status):
+    out = {"step": int(step), "epoch": float(epoch), "loss": float(rec.loss[row]),
+           "loss_avg": float(np.mean(rec.loss[:max(n_steps, 1)])),
+           "grad_norm": float(rec.grad_norm[row]),
+           "grad_norm_clipped": float(rec.grad_norm_clipped[row]) if n_steps else np.nan,
+           "lr": float(rec.lr[row]) if n_steps else np.nan, "diverged": status == "diverged"}
+    out.update(evals)
+    return out
+
+
+def _layer_grads(rec, row, layer):
+    w = float(rec.w_norm[row, layer])
+    upd = float(rec.w_update_norm[row, layer])
+    return {"w_grad_norm": float(rec.w_grad_norm[row, layer]),
+            "b_grad_norm": float(rec.b_grad_norm[row, layer]),
+            "delta_norm": float(rec.delta_norm[row, layer]),
+            "w_norm": w if w > 0 else np.nan,
+            "update_ratio": upd / w if w > 0 else np.nan}
+
+
+def _summarize(config, net, history, layers, status, thresholds, train_time, compile_time):
+    import pandas as pd
+    hist = pd.DataFrame(history)
+    lay = pd.DataFrame(layers)
+    run_labels, layer_labels = label_run(hist, lay, thresholds)
+    finite = hist["loss"][np.isfinite(hist["loss"])]
+    last = hist.iloc[-1]
+    run = {"status": status, "error": "",
+           "final_loss": float(last.get("train_loss", np.nan)) if status != "diverged"
+           else float(last["loss"]),
+           "best_loss": float(finite.min()) if len(finite) else np.nan,
+           "final_train_accuracy": float(last.get("train_accuracy", np.nan)),
+           "final_test_accuracy": float(last.get("test_accuracy", np.nan)),
+           "final_test_loss": float(last.get("test_loss", np.nan)),
+           "steps_done": int(hist["step"].max()), "labels": format_labels(run_labels),
+           "train_time": float(train_time), "compile_time": float(compile_time),
+           "n_params": int(net.n_params)}
+    for label in ("vanishing", "exploding", "dead", "saturated", "diverged"):
+        run[f"first_{label}"] = int(run_labels[label]) if label in run_labels else -1
+    lay = lay.merge(_layer_label_columns(layer_labels), on="layer", how="left")
+    return run, hist, lay
+
+
+def _layer_label_columns(layer_labels):
+    import pandas as pd
+    if layer_labels is None or len(layer_labels) == 0:
+        return pd.DataFrame({"layer": pd.Series(dtype=int), "layer_labels": pd.Series(dtype=str)})
+    grouped = layer_labels.groupby("layer").apply(
+        lambda g: ",".join(f"{r.label}@{int(r.first_step)}" for r in g.itertuples()),
+        include_groups=False)
+    return pd.DataFrame({"layer": grouped.index, "layer_labels": grouped.values})
+
+
+def payload_of(run, hist, lay):
+    """What a worker returns for one run: the run row and its tables as records."""
+    return {"run": run, "history": hist.to_dict("list"), "layers": lay.to_dict("list")}
+
+
+def failed_payload(err):
+    """The payload of a run that raised `err` (call inside its except block)."""
+    return {"run": {"status": "failed", "error": f"{type(err).__name__}: {err}",
+                    "traceback": traceback.format_exc(limit=8)},
+            "history": {}, "layers": {}}
