@@ -21,7 +21,7 @@ import scipy.linalg  # noqa: F401  loads the BLAS the kernels call, so threadpoo
 
 from kernels.layout import allocate_record
 
-from studies.config import build_clip, build_network, build_optimizer
+from studies.config import PER_RUN_KEYS, build_clip, build_network, build_optimizer
 from studies.data.datasets import load_dataset
 from studies.analysis.labels import Thresholds
 from studies.run.record import RunLog, chunk_order, evaluate, failed_payload, payload_of, \
@@ -31,14 +31,11 @@ __all__ = ["chunk_order", "evaluate", "dataset_for", "build_run", "training_data
            "build_engine", "warm_up", "train_group", "train_run", "execute_group", "execute",
            "config_json"]
 
-# Keys a run of a group may hold on its own: they set the initial parameters (seed, init), the
-# data order (seed), the optimizer and its schedule, and clipping, all of which MultiMLP takes
-# per run. Every other key (any new one included) must be equal across the group.
-PER_RUN = frozenset({
-    "seed", "init", "gain", "init_scale", "sigma_w2", "sigma_b2",
-    "optimizer", "lr", "momentum", "beta1", "beta2", "rho", "eps", "eps_inside_sqrt",
-    "weight_decay", "schedule", "step_size", "gamma", "decay_k", "eta_min", "warmup",
-    "clip", "clip_threshold"})
+# Keys a run of a group may hold on its own (the `per_run` flag of studies.config.FIELDS): they
+# set the initial parameters (seed, init), the data order (seed), the optimizer and its
+# schedule, and clipping, all of which MultiMLP takes per run. Every other key (any new one
+# included) must be equal across the group.
+PER_RUN = PER_RUN_KEYS
 
 
 def group_key(config):

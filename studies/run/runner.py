@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from studies.analysis.labels import Thresholds
 from studies.data.datasets import DATASETS, FILE_SUFFIXES
 from studies.run.execute import config_json, execute_group
 from studies.run.group import plan_groups
@@ -97,9 +98,13 @@ def dataset_fingerprint(config):
     return digest.hexdigest()[:16]
 
 
-def run_id_of(config):
-    """Content hash of the resolved configuration, its data and the code version."""
-    text = "\n".join([config_json(config), dataset_fingerprint(config), CODE_VERSION])
+def run_id_of(config, labels=None):
+    """Content hash of the resolved configuration, its data, the code version and the
+    divergence factor of `labels` (it stops training early, so it decides stored numbers; the
+    other thresholds only relabel stored runs)."""
+    factor = Thresholds.from_dict(labels or {}).divergence_factor
+    text = "\n".join([config_json(config), dataset_fingerprint(config), CODE_VERSION,
+                      f"divergence_factor={factor!r}"])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -111,7 +116,7 @@ def plan(spec, scale, overrides=None):
     tasks, seen = [], set()
     for config in spec.grid(scale):
         config = absolute_dataset({**config, **overrides})
-        run_id = run_id_of(config)
+        run_id = run_id_of(config, spec.labels)
         if run_id not in seen:
             seen.add(run_id)
             tasks.append(Task(run_id, config, dict(spec.labels)))
@@ -133,6 +138,16 @@ def run_study(spec, scale="quick", out=None, workers=None, scheduler=None, show_
     """
     started = time.perf_counter()
     store = Store(out or default_out(spec))
+    store.acquire()  # one writer per store for the whole sweep
+    try:
+        return _sweep(spec, scale, store, started, workers, scheduler, show_progress, stream,
+                      overrides, group_runs)
+    finally:
+        store.release()
+
+
+def _sweep(spec, scale, store, started, workers, scheduler, show_progress, stream, overrides,
+           group_runs):
     store.prepare()
     tasks = plan(spec, scale, overrides)
     done = store.finished([t.run_id for t in tasks])

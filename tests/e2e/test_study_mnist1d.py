@@ -73,7 +73,7 @@ def test_accuracy_matches_pytorch_on_the_same_setup(results):
     runs = results.runs.set_index("run_id")
     ours, theirs = [], []
     for config in configs:
-        run_id = run_id_of(config)
+        run_id = run_id_of(config, load_spec("mnist1d").labels)
         first_ours = results.history[(results.history["run_id"] == run_id)
                                      & (results.history["step"] == 0)]["loss"].iloc[0]
         first_torch, accuracy = torch_run(config)

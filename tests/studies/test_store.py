@@ -24,10 +24,11 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXED = {"dataset": "spirals", "n_samples": 200, "width": 8, "depth": 2, "steps": 12,
          "metrics_every": 4, "batch_size": 16, "eval_rows": 64, "dtype": "float64",
          "optimizer": "sgd"}
-# tanh and relu at a sane rate complete; lr 50 diverges; batch norm on 1-row batches fails
+# tanh and relu at a sane rate complete; lr 50 diverges; asking spirals for more rows than
+# its generator makes fails (the dataset raises in the worker)
 GOOD = {"name": "tiny", "seeds": [0], "fixed": FIXED,
         "axes": {"activation": ["tanh", "relu"], "lr": [0.05, 50.0]}}
-BAD = {"name": "tiny", "seeds": [0], "fixed": {**FIXED, "batchnorm": True, "batch_size": 1},
+BAD = {"name": "tiny", "seeds": [0], "fixed": {**FIXED, "dataset_options": {"noize": 0.1}},
        "axes": {"activation": ["tanh"]}}
 
 

@@ -160,8 +160,8 @@ def stores(tmp_path_factory):
     good.write_text('figures = ["vanishing_ratio"]\n' + BASE + '[axes]\nactivation = '
                     '["tanh", "relu"]\n')
     bad = root / "bad.toml"
-    bad.write_text('name = "bad"\nfigures = ["vanishing_ratio"]\n[fixed]\ndataset = "blobs"\n'
-                   'steps = 4\nbatchnorm = true\nbatch_size = 1\n[axes]\nactivation = '
+    bad.write_text('name = "bad"\nfigures = ["vanishing_ratio"]\n[fixed]\ndataset = "digits"\n'
+                   'steps = 4\nn_samples = 5000\n[axes]\nactivation = '
                    '["tanh", "relu"]\n')
     done = gradlab("run", str(good), "--out", str(root / "good"), "--workers", "0", "--quiet")
     assert done.returncode == 0, done.stderr
@@ -171,10 +171,10 @@ def stores(tmp_path_factory):
 
 def test_a_sweep_where_every_run_failed_says_so_in_one_line(stores):
     root, failed = stores
-    assert failed.returncode == 1
+    assert failed.returncode == 2  # every error is the data's: a user error
     line = one_line(failed.stderr)
-    assert line.startswith("gradlab run: all 2 runs failed; first error: ValueError: "
-                           "batch_size: batch norm needs at least 2 rows per batch"), line
+    assert line.startswith("gradlab run: all 2 runs failed; first error: DatasetError: "
+                           "digits: n_samples=5000 but only 1797 samples"), line
     assert "status: failed 2" in failed.stdout
 
 
@@ -183,7 +183,7 @@ def test_show_lists_failed_runs_and_their_errors(stores, capsys):
     code, line, out = call(capsys, "show", str(root / "bad"))
     assert code == 0 and line == ""
     assert "status: failed 2" in out and "failed runs (2):" in out
-    assert out.count("ValueError: batch_size: batch norm needs") == 2
+    assert out.count("DatasetError: digits: n_samples=5000") == 2
 
 
 def test_plot_errors(stores, capsys, tmp_path):

@@ -74,9 +74,10 @@ def test_grouped_and_alone_store_identical_tables(serial_stores):
     # the sweep holds what grouping must get right: runs that stop part-way at different steps
     # next to runs that go on, non-finite steps, and clipped runs
     steps = runs.loc[runs["status"] == "diverged", "steps_done"]
-    assert steps.nunique() >= 3 and steps.min() == 1 and steps.max() > 5
+    assert steps.nunique() >= 3 and steps.min() <= 1 and steps.max() > 5  # 0: the first update
     assert (runs["status"] == "completed").sum() >= 16
-    assert (~np.isfinite(together.history["loss"])).any()
+    assert (together.history["loss"] > 1e30).any()  # steps that blow up (a non-finite one is
+    # refused before it is applied, so the stored losses stay finite)
     clipped = runs[(runs["clip"] == "global_norm") & (runs["lr"] == 30.0)]
     assert (clipped["status"] == "completed").any()
 

@@ -6,19 +6,19 @@ import dask
 import pytest
 
 import studies
-from _dying_worker import DOOMED_SEED, execute_or_die
+from _dying_worker import DOOMED_SEED, RAISING_MOMENTUM, execute_or_die
 from studies.run import runner
 from studies.run.policy import Settlement
 from studies.run.runner import Task, run_study
 from studies.spec import parse_spec
 
-# 6 runs of one group key (two groups of 3 on two workers); momentum 1.5 cannot be built (it
-# raises), seed DOOMED_SEED kills its worker whenever it runs.
+# 6 runs of one group key (two groups of 3 on two workers); a run of momentum RAISING_MOMENTUM
+# raises in its worker, seed DOOMED_SEED kills its worker whenever it runs.
 RAW = {"name": "faults", "seeds": [0, DOOMED_SEED, 3],
        "fixed": {"dataset": "spirals", "n_samples": 120, "width": 6, "depth": 1, "steps": 6,
                  "metrics_every": 3, "batch_size": 16, "eval_rows": 32, "dtype": "float64",
                  "optimizer": "momentum"},
-       "axes": {"momentum": [0.5, 1.5]}}
+       "axes": {"momentum": [0.5, RAISING_MOMENTUM]}}
 
 
 def outcomes(path):
@@ -30,12 +30,12 @@ def outcomes(path):
 
 def expected():
     out = {}
-    for momentum in (0.5, 1.5):
+    for momentum in (0.5, RAISING_MOMENTUM):
         for seed in RAW["seeds"]:
             if seed == DOOMED_SEED:
                 out[momentum, seed] = ("failed", "worker died (crash or killed); retried once "
                                                  "alone, crashed again", 3)
-            elif momentum == 1.5:
+            elif momentum == RAISING_MOMENTUM:
                 out[momentum, seed] = ("failed", "ValueError", 2)
             else:
                 out[momentum, seed] = ("completed", "", 1)
@@ -62,7 +62,7 @@ def test_a_dying_worker_settles_alike_on_processes_and_dask(tmp_path, dying_work
     assert outcomes(tmp_path / "pool") == want
     assert outcomes(tmp_path / "dask") == want
     runs = studies.load(tmp_path / "pool").runs.set_index(["momentum", "seed"])
-    assert runs.loc[(1.5, 0), "error"].startswith("ValueError: momentum: expected")
+    assert runs.loc[(RAISING_MOMENTUM, 0), "error"].startswith("ValueError: momentum: expected")
 
 
 class _Outcomes:
