@@ -16,13 +16,16 @@ from collections import namedtuple
 import numpy as np
 
 from . import per_example as PE
+from . import rop as R
 from . import spectrum as S
 from ._jit import kernel
-from .activations import SOFTMAX, activation_backward, softmax_rows_backward
-from .batchnorm import batchnorm_backward
+from .activations import SOFTMAX, activation_backward, derivative_reference, forward_reference, \
+    softmax_rows_backward
+from .batchnorm import batchnorm_backward, batchnorm_backward_reference, \
+    batchnorm_forward_reference
 from .dense import dense_backward_input
 from .layout import allocate_record, pack_record, unpack_netspec, unpack_workspace
-from .losses import CROSS_ENTROPY
+from .losses import CROSS_ENTROPY, cross_entropy_reference, mse_reference
 from .rop import activation_tangent_backward, batchnorm_tangent_backward, \
     batchnorm_tangent_forward, dense_tangent_backward, dense_tangent_backward_input, \
     dense_tangent_forward, softmax_rows_tangent_backward
@@ -204,9 +207,84 @@ def hessian_vector(spec, model, work, tangent, v, hv, n_batch):
     return loss
 
 
-def _not_on_device(self, name):
-    if getattr(self, "device", "cpu") != "cpu":
-        raise NotImplementedError(f"{name}: curvature is not on cuda yet; use a CPU MLP")
+def hvp_reference(net, x, y, v):
+    """H v in float64 NumPy from the per-op references (the oracle of `hessian_vector`)."""
+    x, y = (np.asarray(a, np.float64) for a in net.check_batch(x, y))
+    par = {k: net._views(np.asarray(net.params, np.float64), k) for k in ("W", "b", "gamma",
+                                                                        "beta")}
+    tan = {k: net._views(np.asarray(v, np.float64), k) for k in par}
+    hv = np.zeros(net.n_params)
+    out = {k: net._views(hv, k) for k in par}
+    acts, p = net.activations, list(net.spec.act_param)
+    a, ra, cache = x, np.zeros_like(x), []
+    for l in range(net.n_layers):
+        z = a @ par["W"][l].T + par["b"][l]
+        rz = R.dense_tangent_forward_reference(a, ra, par["W"][l], tan["W"][l], tan["b"][l])
+        h, rh, bn = z, rz, None
+        if par["gamma"][l] is not None:
+            h, xhat, _, var = batchnorm_forward_reference(z, par["gamma"][l], par["beta"][l])
+            rh, rxhat = R.batchnorm_tangent_forward_reference(rz, xhat, var, par["gamma"][l],
+                                                              tan["gamma"][l], tan["beta"][l])
+            bn = (rz, rxhat, xhat, var)
+        cache.append((a, ra, h, rh, bn))
+        a = forward_reference(acts[l], h, p[l])
+        ra = (a * (rh - (a * rh).sum(axis=1, keepdims=True)) if acts[l] == "softmax"
+              else derivative_reference(acts[l], h, p[l]) * rh)
+    n = len(x)
+    if net.loss_name == "cross_entropy":
+        dh, rdh = cross_entropy_reference(h, y)[2], ra / n
+    else:
+        da, rda = mse_reference(a, y)[1], 2.0 * ra / n
+        if acts[-1] == "softmax":
+            dh = a * (da - (a * da).sum(axis=1, keepdims=True))
+            rdh = R.softmax_tangent_reference(rh, da, rda, a)[1]
+        else:
+            dh = da * derivative_reference(acts[-1], h, p[-1])
+            rdh = R.activation_tangent_backward_reference(acts[-1], rda, da, rh, h, p[-1])
+    for l in range(net.n_layers - 1, -1, -1):
+        a_prev, ra_prev, _, _, bn = cache[l]
+        dz, rdz = dh, rdh
+        if bn is not None:
+            rz, rxhat, xhat, var = bn
+            dz = batchnorm_backward_reference(dh, xhat, par["gamma"][l], var)[0]
+            rdz, out["gamma"][l][...], out["beta"][l][...] = \
+                R.batchnorm_tangent_backward_reference(rdh, dh, rz, rxhat, xhat, var,
+                                                       par["gamma"][l], tan["gamma"][l])
+        out["W"][l][...], out["b"][l][...], rda = R.dense_tangent_backward_reference(
+            dz, rdz, a_prev, ra_prev, par["W"][l], tan["W"][l])
+        if l > 0:
+            da, (h_prev, rh_prev) = dz @ par["W"][l], cache[l - 1][2:4]
+            dh = da * derivative_reference(acts[l - 1], h_prev, p[l - 1])
+            rdh = R.activation_tangent_backward_reference(acts[l - 1], rda, da, rh_prev, h_prev,
+                                                          p[l - 1])
+    return hv
+
+
+def _not_on_cuda(name):
+    raise NotImplementedError(f"{name}: curvature is not on cuda yet; use a CPU MLP "
+                              f"(MLP(..., device='cpu'))")
+
+
+class NoCurvatureOnCuda:
+    """The curvature methods of a CUDA network: not implemented there yet."""
+
+    def hvp(self, *args, **kwargs):
+        _not_on_cuda("hvp")
+
+    def sharpness(self, *args, **kwargs):
+        _not_on_cuda("sharpness")
+
+    def hessian_eigenvalues(self, *args, **kwargs):
+        _not_on_cuda("hessian_eigenvalues")
+
+    def hessian_trace(self, *args, **kwargs):
+        _not_on_cuda("hessian_trace")
+
+    def per_example_grad_norms(self, *args, **kwargs):
+        _not_on_cuda("per_example_grad_norms")
+
+    def gradient_noise(self, *args, **kwargs):
+        _not_on_cuda("gradient_noise")
 
 
 class CurvatureMixin:
@@ -226,8 +304,7 @@ class CurvatureMixin:
             self._curvature_cache = cached
         return cached[1:]
 
-    def _load_for_curvature(self, x, y, name):
-        _not_on_device(self, name)
+    def _load_for_curvature(self, x, y):
         x, y = self.check_batch(x, y)
         self._load_batch(x, y)
         return len(x)
@@ -260,7 +337,7 @@ class CurvatureMixin:
         """H v for the batch (x, y): v and the result flat, in the order of `params`. Exact
         (R-operator), with batch statistics as `loss_and_grads`."""
         v = self._check_vector(v)
-        n = self._load_for_curvature(x, y, "hvp")
+        n = self._load_for_curvature(x, y)
         tangent, _, _ = self._curvature_buffers(n)
         out = np.zeros(self.n_params, self.dtype)
         hessian_vector(self._packed_spec, (self.params, self.running), self._packed_workspace(n),
@@ -275,7 +352,7 @@ class CurvatureMixin:
         k = check_positive_int("k", k)
         if k > self.n_params:
             raise ValueError(f"k: expected at most n_params = {self.n_params}, got {k}")
-        n = self._load_for_curvature(x, y, "hessian_eigenvalues")
+        n = self._load_for_curvature(x, y)
         max_iter = min(self.n_params, 300) if max_iter is None else max_iter
         result = S.lanczos_top(self._hvp_operator(n), self.n_params, k, tol, max_iter, seed)
         return (result.values, result) if return_info else result.values
@@ -291,15 +368,14 @@ class CurvatureMixin:
         if samples < 2:
             raise ValueError(f"samples: expected at least 2 probes (for the standard error), "
                              f"got {samples}")
-        n = self._load_for_curvature(x, y, "hessian_trace")
+        n = self._load_for_curvature(x, y)
         return S.hutchinson_trace(self._hvp_operator(n), self.n_params, samples, seed)
 
     def _per_example_sq(self, x, y, name):
-        _not_on_device(self, name)
         if self.batchnorm:
             raise ValueError(f"{name}: per-example gradients are not defined with batch norm "
                              f"(each example's output depends on the whole batch)")
-        n = self._load_for_curvature(x, y, name)
+        n = self._load_for_curvature(x, y)
         _, record, grads = self._curvature_buffers(n)
         sq = np.zeros((n, self.n_layers))
         mean_sq = np.zeros(self.n_layers)

@@ -43,13 +43,13 @@ def per_example_packed(spec, model, work, rec, n_batch, sq, mean_sq):
     return loss
 
 
-def per_example_sq_reference(trace):
-    """(B, L) squared per-example norms from a reference trace (float64 NumPy)."""
+def per_example_sq_reference(trace, x):
+    """(B, L) squared per-example norms from `reference_trace` of the batch x (float64 NumPy)."""
     n_layers = sum(1 for k in trace if k.startswith("delta"))
     cols = []
     for k in range(1, n_layers + 1):
         delta = trace[f"delta{k}"]
-        a_prev = trace[f"a{k - 1}"] if k > 1 else trace["x"]
+        a_prev = trace[f"a{k - 1}"] if k > 1 else np.asarray(x, np.float64)
         n = len(delta)
         cols.append(n * n * (delta ** 2).sum(axis=1) * ((a_prev ** 2).sum(axis=1) + 1.0))
     return np.stack(cols, axis=1)

@@ -23,6 +23,7 @@ from . import vecmath as V
 from ._jit import kernel
 from .activations import ELU, GELU, GELU_TANH, IDENTITY, LEAKY_RELU, RELU, SIGMOID, TANH, \
     ACTIVATIONS, derivative_reference
+from .batchnorm import BN_EPS
 from .vecmath import GELU_CUBIC, INV_SQRT_2PI, SQRT_2_OVER_PI
 
 
@@ -71,10 +72,14 @@ def dense_tangent_backward_input(rda, scratch, rdz, dz, w, vw):
     _add_into(rda, scratch)
 
 
-def dense_tangent_reference(a_prev, ra_prev, w, vw, vb, dz, rdz):
-    """(R{z}, R{dW}, R{db}, R{da_prev}) in float64 NumPy."""
-    rz = a_prev @ vw.T + vb + ra_prev @ w.T
-    return rz, rdz.T @ a_prev + dz.T @ ra_prev, rdz.sum(axis=0), rdz @ w + dz @ vw
+def dense_tangent_forward_reference(a_prev, ra_prev, w, vw, vb):
+    """R{z} in float64 NumPy."""
+    return a_prev @ vw.T + vb + ra_prev @ w.T
+
+
+def dense_tangent_backward_reference(dz, rdz, a_prev, ra_prev, w, vw):
+    """(R{dW}, R{db}, R{da_prev}) in float64 NumPy."""
+    return rdz.T @ a_prev + dz.T @ ra_prev, rdz.sum(axis=0), rdz @ w + dz @ vw
 
 
 # ---------------------------------------------------------------- activations
@@ -243,15 +248,20 @@ def batchnorm_tangent_backward(out, tangent, primal, eps):
             rdz[i, j] = scale_p * p + scale_rp * rp
 
 
-def batchnorm_tangent_reference(rz, rdh, dh, xhat, var, gamma, v_gamma, v_beta, eps):
-    """(R{h}, R{xhat}, R{dz}, R{dgamma}, R{dbeta}) in float64 NumPy."""
+def batchnorm_tangent_forward_reference(rz, xhat, var, gamma, v_gamma, v_beta, eps=BN_EPS):
+    """(R{h}, R{xhat}) in float64 NumPy."""
+    rxhat = (rz - rz.mean(axis=0) - xhat * (xhat * rz).mean(axis=0)) / np.sqrt(var + eps)
+    return gamma * rxhat + v_gamma * xhat + v_beta, rxhat
+
+
+def batchnorm_tangent_backward_reference(rdh, dh, rz, rxhat, xhat, var, gamma, v_gamma,
+                                         eps=BN_EPS):
+    """(R{dz}, R{dgamma}, R{dbeta}) in float64 NumPy."""
     s = np.sqrt(var + eps)
     rs = (xhat * rz).mean(axis=0)
-    rxhat = (rz - rz.mean(axis=0) - xhat * rs) / s
-    rh = gamma * rxhat + v_gamma * xhat + v_beta
     c = (dh * xhat).mean(axis=0)
     rc = (rxhat * dh + xhat * rdh).mean(axis=0)
     p = dh - dh.mean(axis=0) - xhat * c
     rp = rdh - rdh.mean(axis=0) - rxhat * c - xhat * rc
     rdz = (v_gamma / s - gamma * rs / s**2) * p + gamma / s * rp
-    return rh, rxhat, rdz, len(dh) * rc, rdh.sum(axis=0)
+    return rdz, len(dh) * rc, rdh.sum(axis=0)

@@ -8,6 +8,7 @@ rounding: the GEMMs sum in another order than BLAS).
 import numpy as np
 
 from ..clipping import Clip
+from ..curvature import NoCurvatureOnCuda
 from ..mlp import MLP, DivergenceError
 from ..validation import check_inputs, check_positive_int
 from . import require
@@ -186,7 +187,7 @@ def _check_same_architecture(a, b):
                          f"(sizes, activations, loss, batch norm, dtype); got {a!r} and {b!r}")
 
 
-class CudaMLP(DeviceNets):
+class CudaMLP(NoCurvatureOnCuda, DeviceNets):
     """One network on the GPU: CudaMLP(mlp) or CudaMLP(sizes, **MLP constructor arguments)."""
 
     def __init__(self, net_or_sizes, **mlp_args):
