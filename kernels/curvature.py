@@ -5,8 +5,9 @@ output gradient, then the backward pass with its tangent layer by layer, and wri
 Hv = R{dL/dtheta} into a flat vector laid out as the parameters. It is exact (no finite
 difference): H is the Hessian of the batch-mean loss with batch statistics (training-mode batch
 norm, differentiated through the batch mean and variance), as `MLP.loss_and_grads`. The weight
-gradient GEMMs of the primal backward pass are skipped (Hv does not need them): per layer the
-call does 8 GEMMs against the gradient's 3 (the first layer 6 against 3).
+gradient GEMMs of the primal backward pass are skipped (Hv does not need them): a layer costs 8
+GEMMs (z; R{z}: 2; da; R{dW}: 2; R{da}: 2) against the gradient's 3 (z, dW, da), the first layer
+3 against 2 (its input does not move, and no da). Measured: one Hv = 1.7-2.2 compiled gradients.
 
 `CurvatureMixin` gives MLP its curvature and gradient-noise methods (thin: validate, allocate,
 call); the solvers are in kernels.spectrum, the per-example statistics in kernels.per_example.
@@ -339,7 +340,7 @@ class CurvatureMixin:
         v = self._check_vector(v)
         n = self._load_for_curvature(x, y)
         tangent, _, _ = self._curvature_buffers(n)
-        out = np.zeros(self.n_params, self.dtype)
+        out = np.empty(self.n_params, self.dtype)  # the kernel writes every entry
         hessian_vector(self._packed_spec, (self.params, self.running), self._packed_workspace(n),
                        tangent, v, out, n)
         return out
