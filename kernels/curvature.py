@@ -19,47 +19,43 @@ import numpy as np
 from . import per_example as PE
 from . import rop as R
 from . import spectrum as S
-from ._jit import kernel
-from .activations import SOFTMAX, activation_backward, derivative_reference, forward_reference, \
-    softmax_rows_backward
-from .batchnorm import batchnorm_backward, batchnorm_backward_reference, \
-    batchnorm_forward_reference
+from .activations import SOFTMAX, derivative_reference, forward_reference
+from .batchnorm import batchnorm_backward_reference, batchnorm_forward_reference
 from .dense import dense_backward_input
 from .layout import allocate_record, pack_record, unpack_netspec, unpack_workspace
 from .losses import CROSS_ENTROPY, cross_entropy_reference, mse_reference
-from .rop import activation_tangent_backward, batchnorm_tangent_backward, \
-    batchnorm_tangent_forward, dense_tangent_backward, dense_tangent_backward_input, \
-    dense_tangent_forward, softmax_rows_tangent_backward
+from .rop import kernel_exact_order, activation_tangent_backward, activation_tangent_forward, \
+    batchnorm_tangent_backward, batchnorm_tangent_forward, dense_tangent_backward, \
+    dense_tangent_backward_input, dense_tangent_forward, softmax_rows_tangent_backward, \
+    softmax_rows_tangent_forward
 from .step import _block, _layer_input, _pre_activation, _vector, _weights, forward_batch, \
     loss_and_output_grad
 from .validation import check_positive_int
 
 # Tangent buffers: R{z}, R{xhat}, R{h}, R{a}, R{dz} per unit (cap*units each), scratch R{da},
-# R{dh} (cap*widest), GEMM scratch (the largest of a batch block and a weight matrix) and a
-# parameter-sized buffer for the primal dgamma/dbeta of batch-norm layers.
+# R{dh} (cap*widest) and GEMM scratch (the largest of a batch block and a weight matrix).
 Tangent = namedtuple("Tangent", ["rz", "rxhat", "rh", "ra", "rdz", "rda", "rdh", "scratch",
-                                 "dparams", "cap"])
+                                 "cap"])
 
 
-def allocate_tangent(sizes, n_params, cap, dtype):
+def allocate_tangent(sizes, cap, dtype):
     """(packed buffer, bounds, cap) of the tangent workspace for batches of up to cap rows."""
     sizes = np.asarray(sizes)
     units, widest = int(sizes[1:].sum()), int(sizes.max())
     largest_w = int((sizes[1:] * sizes[:-1]).max())
-    lengths = [cap * units] * 5 + [cap * widest] * 2 + [max(cap * widest, largest_w), n_params]
+    lengths = [cap * units] * 5 + [cap * widest] * 2 + [max(cap * widest, largest_w)]
     bounds = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     return np.zeros(int(bounds[-1]), dtype), bounds, int(cap)
 
 
-@kernel
+@kernel_exact_order
 def unpack_tangent(packed):
     buf, b, cap = packed
     return Tangent(buf[b[0]:b[1]], buf[b[1]:b[2]], buf[b[2]:b[3]], buf[b[3]:b[4]],
-                   buf[b[4]:b[5]], buf[b[5]:b[6]], buf[b[6]:b[7]], buf[b[7]:b[8]],
-                   buf[b[8]:b[9]], cap)
+                   buf[b[4]:b[5]], buf[b[5]:b[6]], buf[b[6]:b[7]], buf[b[7]:b[8]], cap)
 
 
-@kernel
+@kernel_exact_order
 def _tblock(buf, net, tw, layer, n_batch):
     """Layer `layer`'s (n_batch, width) view of a per-unit tangent buffer."""
     start = tw.cap * net.unit_start[layer]
@@ -67,19 +63,19 @@ def _tblock(buf, net, tw, layer, n_batch):
     return buf[start:start + n_batch * width].reshape(n_batch, width)
 
 
-@kernel
+@kernel_exact_order
 def _scratch(buf, rows, cols):
     return buf[:rows * cols].reshape(rows, cols)
 
 
-@kernel
+@kernel_exact_order
 def _tangent_pre_activation(net, tw, layer, n_batch):
     if net.bn[layer]:
         return _tblock(tw.rh, net, tw, layer, n_batch)
     return _tblock(tw.rz, net, tw, layer, n_batch)
 
 
-@kernel
+@kernel_exact_order
 def tangent_forward(net, params, v, work, tw, n_batch):
     """R{z}, R{xhat}, R{h}, R{a} of every layer along v (after forward_batch in training mode)."""
     for layer in range(net.sizes.shape[0] - 1):
@@ -101,14 +97,14 @@ def tangent_forward(net, params, v, work, tw, n_batch):
         ra = _tblock(tw.ra, net, tw, layer, n_batch)
         a = _block(work.a, net, work, layer, n_batch)
         if net.act_code[layer] == SOFTMAX:
-            softmax_rows_backward(ra, rh, a)  # J R{h}, J symmetric
+            softmax_rows_tangent_forward(ra, rh, a)
         else:
-            activation_backward(ra.ravel(), rh.ravel(),
-                                _pre_activation(net, work, layer, n_batch).ravel(), a.ravel(),
-                                net.act_code[layer], net.act_param[layer])
+            activation_tangent_forward(ra.ravel(), rh.ravel(),
+                                       _pre_activation(net, work, layer, n_batch).ravel(),
+                                       a.ravel(), net.act_code[layer], net.act_param[layer])
 
 
-@kernel
+@kernel_exact_order
 def tangent_output(net, work, tw, n_batch):
     """R{dL/dh} of the output layer into its R{dz} block (after loss_and_output_grad)."""
     last = net.sizes.shape[0] - 2
@@ -137,27 +133,23 @@ def tangent_output(net, work, tw, n_batch):
                                     net.act_code[last], net.act_param[last])
 
 
-@kernel
+@kernel_exact_order
 def _batchnorm_layer_backward(net, params, v, work, tw, hv, layer, n_batch):
-    """Primal dz of a batch-norm layer from work.dh, and R{dz}, R{dgamma}, R{dbeta}."""
+    """Primal dz of a batch-norm layer from work.dh, with R{dz}, R{dgamma}, R{dbeta}."""
     n_out = net.sizes[layer + 1]
     u = net.unit_start[layer]
     var = work.bn_var[u:u + n_out]
     gamma = _vector(params, net.g_off[layer], n_out)
     xhat = _block(work.xhat, net, work, layer, n_batch)
     dh = _scratch(work.dh, n_batch, n_out)
-    batchnorm_backward(_block(work.dz, net, work, layer, n_batch),
-                       _vector(tw.dparams, net.g_off[layer], n_out),
-                       _vector(tw.dparams, net.beta_off[layer], n_out), dh, xhat, gamma, var,
-                       net.bn_eps)
     out = (_tblock(tw.rdz, net, tw, layer, n_batch), _vector(hv, net.g_off[layer], n_out),
-           _vector(hv, net.beta_off[layer], n_out))
+           _vector(hv, net.beta_off[layer], n_out), _block(work.dz, net, work, layer, n_batch))
     tangent = (_scratch(tw.rdh, n_batch, n_out), _tblock(tw.rxhat, net, tw, layer, n_batch),
                _tblock(tw.rz, net, tw, layer, n_batch), _vector(v, net.g_off[layer], n_out))
     batchnorm_tangent_backward(out, tangent, (dh, xhat, var, gamma), net.bn_eps)
 
 
-@kernel
+@kernel_exact_order
 def tangent_backward(net, params, v, work, tw, hv, n_batch):
     """The backward pass (without its dW GEMMs) beside its tangent; writes Hv = R{grad}."""
     for layer in range(net.sizes.shape[0] - 2, -1, -1):
@@ -188,13 +180,13 @@ def tangent_backward(net, params, v, work, tw, hv, n_batch):
         h_prev = _pre_activation(net, work, prev, n_batch).ravel()
         a_prev_flat = a_prev.ravel()
         code, param = net.act_code[prev], net.act_param[prev]
-        activation_backward(dh.ravel(), da.ravel(), h_prev, a_prev_flat, code, param)
+        activation_tangent_forward(dh.ravel(), da.ravel(), h_prev, a_prev_flat, code, param)
         activation_tangent_backward(rdh.ravel(), rda.ravel(), da.ravel(),
                                     _tangent_pre_activation(net, tw, prev, n_batch).ravel(),
                                     h_prev, a_prev_flat, code, param)
 
 
-@kernel
+@kernel_exact_order
 def hessian_vector(spec, model, work, tangent, v, hv, n_batch):
     """hv = H v for the batch already in the workspace (H: Hessian of the batch-mean loss with
     batch statistics); returns the loss. model = (params, running)."""
@@ -299,7 +291,7 @@ class CurvatureMixin:
         cached = self.__dict__.get("_curvature_cache")
         if cached is None or cached[0] is not self.params or cached[1][2] < n_rows:
             cap = max(n_rows, 1 if cached is None else cached[1][2])
-            tangent = allocate_tangent(self.sizes, self.n_params, cap, self.dtype)
+            tangent = allocate_tangent(self.sizes, cap, self.dtype)
             record = allocate_record(1, self.n_layers)
             cached = (self.params, tangent, pack_record(record), np.zeros_like(self.params))
             self._curvature_cache = cached

@@ -227,3 +227,37 @@ def test_hvp_for_every_mse_output_activation(output):
     err = max_rel(net.hvp(x, y, v), torch_hvp(net, x, y, v))
     record("hvp_vs_torch", err)
     assert err < 1e-8
+
+
+@pytest.mark.slow
+def test_fresh_compile_and_cached_kernels_give_the_same_curvature_bits(tmp_path):
+    """A process that compiles the curvature kernels (empty cache) and one that loads them give
+    the same bits: Hv, sharpness, trace and per-example norms, float32 and float64."""
+    import os
+    import subprocess
+    import sys
+    code = ("import hashlib, numpy as np\n"
+            "from kernels import MLP\n"
+            "digest = hashlib.sha256()\n"
+            "rng = np.random.default_rng(0)\n"
+            "for dtype in ('float32', 'float64'):\n"
+            "    for act, bn, loss in (('sigmoid', False, 'mse'), ('gelu', True, 'mse'),\n"
+            "                          ('tanh', False, 'cross_entropy')):\n"
+            "        net = MLP([13, 37, 21, 3], activation=act, batchnorm=bn, loss=loss,\n"
+            "                  dtype=dtype, seed=1, bias_scale=0.2)\n"
+            "        x = rng.normal(size=(32, 13))\n"
+            "        y = rng.integers(0, 3, 32) if loss == 'cross_entropy' else \\\n"
+            "            rng.normal(size=(32, 3))\n"
+            "        digest.update(net.hvp(x, y, rng.normal(size=net.n_params)).tobytes())\n"
+            "        digest.update(np.float64(net.sharpness(x, y)).tobytes())\n"
+            "        digest.update(np.array(net.hessian_trace(x, y, 5)).tobytes())\n"
+            "        if not bn:\n"
+            "            digest.update(net.per_example_grad_norms(x, y, True).tobytes())\n"
+            "print(digest.hexdigest())\n")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), OPENBLAS_NUM_THREADS="1")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    run = lambda: subprocess.run([sys.executable, "-c", code], cwd=root, env=env,  # noqa: E731
+                                 capture_output=True, text=True, check=True).stdout.strip()
+    fresh = run()
+    assert any((tmp_path / "cache").rglob("*.nbi"))
+    assert run() == fresh

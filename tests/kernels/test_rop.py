@@ -8,6 +8,7 @@ from kernels.activations import ACTIVATIONS, CODE_TO_NAME, derivative_reference,
     forward_reference
 from kernels.batchnorm import BN_EPS, batchnorm_backward_reference, batchnorm_forward_reference
 from kernels.rop import activation_tangent_backward, activation_tangent_backward_reference, \
+    activation_tangent_forward, softmax_rows_tangent_forward, \
     batchnorm_tangent_backward, batchnorm_tangent_backward_reference, batchnorm_tangent_forward, \
     batchnorm_tangent_forward_reference, dense_tangent_backward, \
     dense_tangent_backward_input, dense_tangent_backward_reference, dense_tangent_forward, \
@@ -53,6 +54,19 @@ def test_activation_tangent_backward_matches_reference(name, dtype):
     assert_close(out, want, dtype, name)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_activation_tangent_forward_matches_reference(name, dtype):
+    rng = np.random.default_rng(7)
+    h, rh = away_from_kinks(rng, 300), rng.normal(size=300)
+    p = ACTIVATIONS[name].default_param
+    a = forward_reference(name, h, p)
+    out = np.zeros(300, dtype)
+    activation_tangent_forward(out, *[np.ascontiguousarray(v, dtype) for v in (rh, h, a)],
+                               ACTIVATIONS[name].code, p)
+    assert_close(out, derivative_reference(name, h, p) * rh, dtype, name)
+
+
 def test_kink_convention_is_backprops():
     """At h = 0 the second derivative is 0 for ReLU and Leaky ReLU, and ELU's left branch (as
     its first derivative alpha there)."""
@@ -70,6 +84,9 @@ def test_softmax_tangent_backward_matches_reference(dtype):
     a = forward_reference("softmax", rng.normal(size=(5, 4)))
     rh, da, rda = rng.normal(size=(3, 5, 4))
     ra, want = softmax_tangent_reference(rh, da, rda, a)
+    got_ra = np.zeros((5, 4), dtype)
+    softmax_rows_tangent_forward(got_ra, *[np.ascontiguousarray(v, dtype) for v in (rh, a)])
+    assert_close(got_ra, ra, dtype, "R{a}")
     out = np.zeros((5, 4), dtype)
     softmax_rows_tangent_backward(out, *[np.ascontiguousarray(v, dtype) for v in (rda, da, ra, a)])
     assert_close(out, want, dtype)
@@ -156,11 +173,12 @@ def test_batchnorm_tangent_kernels_match_reference(dtype):
     rh_want, rxhat_want = batchnorm_tangent_forward_reference(rz, xhat, var, gamma, vg, vb)
     want = batchnorm_tangent_backward_reference(rdh, dh, rz, rxhat_want, xhat, var, gamma, vg)
     c = lambda v: np.ascontiguousarray(v, dtype)  # noqa: E731
-    rh, rxhat, rdz = (np.zeros((7, 4), dtype) for _ in range(3))
+    rh, rxhat, rdz, dz = (np.zeros((7, 4), dtype) for _ in range(4))
     rdgamma, rdbeta = np.zeros(4, dtype), np.zeros(4, dtype)
     batchnorm_tangent_forward(rh, rxhat, c(rz), c(xhat), c(var), c(gamma), c(vg), c(vb), BN_EPS)
-    batchnorm_tangent_backward((rdz, rdgamma, rdbeta), (c(rdh), rxhat, c(rz), c(vg)),
+    batchnorm_tangent_backward((rdz, rdgamma, rdbeta, dz), (c(rdh), rxhat, c(rz), c(vg)),
                                (c(dh), c(xhat), c(var), c(gamma)), BN_EPS)
+    assert_close(dz, batchnorm_backward_reference(dh, xhat, gamma, var)[0], dtype, "dz")
     assert_close(rh, rh_want, dtype, "R{h}")
     assert_close(rxhat, rxhat_want, dtype, "R{xhat}")
     for got, ref, name in zip((rdz, rdgamma, rdbeta), want, ("R{dz}", "R{dgamma}", "R{dbeta}")):
