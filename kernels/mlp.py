@@ -7,6 +7,7 @@ from . import step as K
 from .activations import ACTIVATIONS, PARAMETRIC, RELU_FAMILY  # noqa: F401 (RELU_FAMILY)
 from .batchnorm import BN_EPS, BN_MOMENTUM
 from .clipping import Clip
+from .curvature import CurvatureMixin
 from .init import INITS, sample_biases, sample_weights
 from .layout import DIVERGENCE_CAUSES, allocate_record, allocate_workspace, build_netspec, \
     pack_netspec, pack_record, pack_workspace, running_stats_buffer
@@ -20,7 +21,7 @@ NO_CLIP = Clip()
 _ATTRIBUTE_GETTERS = {}  # optimizer type -> attrgetter of its hyperparameter attributes
 
 
-class MLP:
+class MLP(CurvatureMixin):
     """A multi-layer perceptron on one flat parameter buffer.
 
     sizes: widths (n_0, ..., n_L). activation: a name, or one per hidden layer.

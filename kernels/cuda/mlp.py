@@ -8,6 +8,7 @@ rounding: the GEMMs sum in another order than BLAS).
 import numpy as np
 
 from ..clipping import Clip
+from ..curvature import NoCurvatureOnCuda
 from ..mlp import MLP, DivergenceError, evaluate_net
 from ..runset import RunSet
 from ..validation import check_inputs, check_positive_int
@@ -134,7 +135,7 @@ class DeviceNets(RunSet):
         return nets
 
 
-class CudaMLP(DeviceNets):
+class CudaMLP(NoCurvatureOnCuda, DeviceNets):
     """One network on the GPU: CudaMLP(mlp) or CudaMLP(sizes, **MLP constructor arguments).
 
     The public API of the CPU MLP. On the device: train_step, train_epoch, fit, forward,

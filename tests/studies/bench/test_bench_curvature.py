@@ -1,0 +1,22 @@
+"""The curvature rows of the benchmark: every implementation validates, ours gets the ratios."""
+from studies.bench.curvature import cost_in_gradients, curvature_rows
+
+
+def test_curvature_rows_validate_and_time_every_implementation():
+    rows = curvature_rows(dtypes=("float32", "float64"), nets=[([5, 8, 3], 6)],
+                          min_sample=1e-4, repeats=1)
+    impls = {(r["group"], r["dtype"], r["impl"]) for r in rows}
+    for dtype in ("float32", "float64"):
+        assert {i for g, d, i in impls if g == "hvp" and d == dtype} == \
+            {"gradlab", "torch_double_backward", "torch_func_jvp_grad"}
+        assert {i for g, d, i in impls if g == "per_example_norms" and d == dtype} == \
+            {"gradlab", "torch_func_vmap_grad"}
+    assert all(r["valid"] and r["median_s"] > 0 for r in rows), [r["error"] for r in rows]
+    ours = [r for r in rows if r["impl"] == "gradlab"]
+    assert all("ratio_torch_func_vmap_grad" in r or "ratio_torch_double_backward" in r
+               for r in ours)
+
+
+def test_cost_in_gradients_reports_ratios():
+    (row,) = cost_in_gradients(nets=[([5, 8, 3], 6)], dtypes=("float64",), calls=3)
+    assert row["hvp_in_grads"] > 0 and row["min_per_example_in_grads"] > 0
