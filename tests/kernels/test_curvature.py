@@ -9,8 +9,7 @@ from kernels import MLP
 from kernels.activations import ACTIVATIONS
 from kernels.curvature import hvp_reference
 from kernels.tolerance import assert_close
-from tests._torch_flat import torch_hessian, torch_hvp
-from tests._torch_helpers import WORST
+from _torch_twin import torch_hessian, torch_hvp
 
 HIDDEN = [name for name, a in ACTIVATIONS.items() if a.hidden]
 # (loss, output activation): every output the MLP allows for MSE we test with one smooth,
@@ -46,10 +45,6 @@ def max_rel(actual, ref):
     return float(np.abs(np.asarray(actual) - ref).max() / np.abs(ref).max())
 
 
-def record(group, err):
-    WORST[group] = max(WORST.get(group, 0.0), err)
-
-
 @pytest.mark.parametrize("activation,head,batchnorm",
                          list(itertools.product(HIDDEN, HEADS, [False, True])))
 def test_hvp_matches_torch_double_backward(activation, head, batchnorm):
@@ -58,10 +53,8 @@ def test_hvp_matches_torch_double_backward(activation, head, batchnorm):
     v = np.random.default_rng(2).normal(size=net.n_params)
     ours, ref = net.hvp(x, y, v), torch_hvp(net, x, y, v)
     err = max_rel(ours, ref)
-    record("hvp_vs_torch", err)
     assert err < 1e-8, f"{activation} {head} bn={batchnorm}: max rel error {err:.2e}"
     err_np = max_rel(hvp_reference(net, x, y, v), ref)
-    record("hvp_reference_vs_torch", err_np)
     assert err_np < 1e-8, f"NumPy reference: {err_np:.2e}"
 
 
@@ -73,7 +66,6 @@ def test_hvp_is_symmetric_and_linear(batchnorm):
     u, v = rng.normal(size=(2, net.n_params))
     hu, hv = net.hvp(x, y, u), net.hvp(x, y, v)
     err = abs(u @ hv - v @ hu) / (abs(u @ hv) + abs(v @ hu))
-    record("symmetry", err)
     assert err < 1e-12
     assert_close(net.hvp(x, y, 2.0 * u - 3.0 * v), 2.0 * hu - 3.0 * hv, atol=1e-12, rtol=1e-10)
 
@@ -97,7 +89,6 @@ def test_hvp_matches_central_differences_of_the_gradient(activation, batchnorm):
     minus = flat_grad(net, x, y)
     net.params[...] = theta
     err = max_rel(net.hvp(x, y, v), (plus - minus) / (2 * eps))
-    record("hvp_vs_central_differences", err)
     assert err < 1e-7
 
 
@@ -117,7 +108,6 @@ def test_float32_hvp_matches_float64(activation, head, batchnorm):
     got = net32.hvp(x, y, v)
     assert got.dtype == np.float32
     scale = np.abs(ref).max()
-    record("float32_vs_float64", max_rel(got, ref))
     assert_close(got / scale, ref / scale, np.float32, "Hv float32")
 
 
@@ -134,7 +124,6 @@ def test_full_hessian_matches_torch(activation, loss, batchnorm):
     x, y = make_batch(net)
     ours, ref = full_hessian(net, x, y), torch_hessian(net, x, y)
     err = max_rel(ours, ref)
-    record("full_hessian_vs_torch", err)
     assert err < 1e-8
     assert max_rel(ours, ours.T) < 1e-12
 
@@ -149,10 +138,8 @@ def test_top_eigenvalues_match_eigvalsh(activation, loss, batchnorm):
     top, info = net.hessian_eigenvalues(x, y, k=3, return_info=True)
     assert info.converged and info.iterations <= net.n_params
     err = float(np.abs(top - exact[:3]).max() / abs(exact[0]))
-    record("top_eigenvalues_vs_eigvalsh", err)
     assert err < 1e-6
     sharp = net.sharpness(x, y)
-    record("sharpness_vs_eigvalsh", abs(sharp - exact[0]) / abs(exact[0]))
     assert abs(sharp - exact[0]) <= 1e-6 * abs(exact[0])
     # residual of the Ritz pairs: ||H u - theta u|| as reported
     for i in range(3):
@@ -225,7 +212,6 @@ def test_hvp_for_every_mse_output_activation(output):
     x, y = make_batch(net)
     v = np.random.default_rng(9).normal(size=net.n_params)
     err = max_rel(net.hvp(x, y, v), torch_hvp(net, x, y, v))
-    record("hvp_vs_torch", err)
     assert err < 1e-8
 
 

@@ -15,7 +15,7 @@ from kernels.rop import activation_tangent_backward, activation_tangent_backward
     dense_tangent_forward_reference, second_derivative_reference, \
     softmax_rows_tangent_backward, softmax_tangent_reference
 from kernels.tolerance import assert_close
-from tests._torch_mlp import TORCH_ACTIVATIONS
+from _torch_twin import ACTIVATIONS as TORCH_ACTIVATIONS
 
 ELEMENTWISE = [n for n, a in ACTIVATIONS.items() if a.hidden]
 DTYPES = [np.float64, np.float32]
