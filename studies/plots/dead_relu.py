@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 
 from . import Figure, figure
-from ._runs import failed_note, joined, ordered, runs_with_data
+from ._runs import failed_note, joined, ordered, runs_with_data, with_verdict
 from .style import (ACTIVATION_COLORS, DIVERGED_COLOR, FULL_WIDTH, color_for, display, fmt,
                     legend_rows, log_axis, mark_diverged, new_figure, seed_band)
 
@@ -113,7 +113,7 @@ def dead_relu_layers(results):
                f"and seeds): {'; '.join(parts)}. At lr {fmt(low)} no run has more than "
                f"{fmt(low_dead)} never active." + failed_note(failed))
     numbers = {"final": table.drop(columns=["run_id"]).to_dict("records")}
-    return [Figure(fig, "dead_relu_layers", caption, numbers)]
+    return [Figure(fig, "dead_relu_layers", with_verdict(caption, "dead_relu", results), numbers)]
 
 
 @figure("dead_relu_lr")
@@ -165,4 +165,4 @@ def dead_relu_lr(results):
     caption = (f"Final never-active fraction (mean over hidden layers) and final test accuracy "
                f"against Adam's learning rate, per activation (mean and seed range). "
                f"Never active / accuracy: {'; '.join(parts)}." + failed_note(failed))
-    return [Figure(fig, "dead_relu_lr", caption, numbers)]
+    return [Figure(fig, "dead_relu_lr", with_verdict(caption, "dead_relu", results), numbers)]

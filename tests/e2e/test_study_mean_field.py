@@ -13,6 +13,8 @@ from studies.plots import mean_field as M
 from studies.run.runner import run_study
 from studies.spec import load_spec
 from studies.store import load
+from studies.analysis.findings.common import runs_with
+from _study_helpers import verdicts
 
 TOLERANCE = 0.03   # |measured - predicted| log chi_1, mean over seeds
 
@@ -92,3 +94,8 @@ def test_figures_are_drawn_with_the_table_in_the_caption(results, tmp_path):
     assert chi1.numbers["max_abs_log_error"] < TOLERANCE
     phase = next(fig for fig, _, _ in made if fig.stem == "mean_field_phase")
     assert phase.numbers["same_phase"] == phase.numbers["configurations"]
+
+
+def test_finding_mean_field_reproduced(results):
+    rows, verdict = verdicts("mean_field", results)
+    assert verdict == ["reproduced", "reproduced"]

@@ -41,7 +41,8 @@ def vanishing(results):
     sig = [stalled[r] for r in deep.loc[deep["activation"] == "sigmoid", "run_id"]]
     he_runs = runs[(runs["activation"] == "relu") & (runs["init"] == "he_normal")]
     learned = [(r.end_loss < 0.5 * r.initial_loss) for r in he_runs.itertuples()]
-    out.append(row("vanishing", "deep sigmoid nets stall; ReLU with He init trains at every depth",
+    out.append(row("vanishing",
+                   "deep sigmoid nets stall; ReLU with He init trains at every depth",
                    "report sec. 8", f"depth {depths[-1]}: every sigmoid run labelled stalled; "
                    "every ReLU/He run ends below half its initial loss",
                    f"sigmoid stalled {sum(sig)}/{len(sig)}; ReLU/He learned "
@@ -153,7 +154,8 @@ def clipping(results):
                 f"threshold in 0.5-10x the mean unclipped norm ({avg:.3g}) trains on every seed; "
                 f"lr {base_lr:g}: a clipped run ends below the unclipped one on every seed",
                 f"unclipped lr {top:g} diverged {sum(explodes)}/{len(explodes)}; thresholds in "
-                f"range [{', '.join(thresholds) or 'none'}] trained on {sum(tamed)}/{len(tamed)} seeds; "
+                f"range [{', '.join(thresholds) or 'none'}] trained on {sum(tamed)}/{len(tamed)} "
+                "seeds; "
                 f"lr {base_lr:g} clipped lower on {sum(lower)}/{len(lower)} seeds",
                 [all(explodes) and explodes, all(tamed), all(lower) and lower])]
 
