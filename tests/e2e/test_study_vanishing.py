@@ -14,7 +14,8 @@ def study(tmp_path_factory):
 
 
 def test_every_figure_is_drawn(study):
-    assert study[2] == {"vanishing_profiles", "vanishing_ratio", "vanishing_heatmap"}
+    assert study[2] == {"vanishing_profiles", "vanishing_ratio", "vanishing_heatmap",
+                        "update_ratio_layers"}
 
 
 def test_finding_gradient_ratio_reproduced_at_smoke_scale(study):

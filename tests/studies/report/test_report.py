@@ -125,12 +125,13 @@ def test_gradlab_report_smoke_vanishing_end_to_end(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "index.html" in printed and "vanishing" in printed
-    for stem in ("vanishing_profiles", "vanishing_ratio", "vanishing_heatmap"):
+    for stem in ("vanishing_profiles", "vanishing_ratio", "vanishing_heatmap",
+                 "update_ratio_layers"):
         assert (out / "vanishing" / f"{stem}.png").stat().st_size > 5000
         assert (out / "vanishing" / f"{stem}.pdf").stat().st_size > 5000
     html = (out / "index.html").read_text()
     md = (out / "index.md").read_text()
-    assert html.count('src="data:image/png;base64,') == 3
+    assert html.count('src="data:image/png;base64,') == 4
     assert '<h2 id="s8">8 Vanishing and exploding gradients</h2>' in html
     assert "## 8 Vanishing and exploding gradients" in md
     assert "![Figure 1: vanishing_profiles](vanishing/vanishing_profiles.png)" in md
