@@ -56,7 +56,8 @@ def band(values, digits=3):
 
 def runs_with(results, columns):
     """The runs table with the history's first and last finite train_loss / test_accuracy
-    (initial_loss, end_loss, end_test_accuracy) merged in."""
+    (initial_loss, end_loss, end_test_accuracy) merged in; a diverged run ends at loss inf and
+    accuracy 0 (it did not finish)."""
     runs = results.runs.copy()
     h = results.history.sort_values("step")
     per = {}

@@ -180,7 +180,8 @@ def dead_relu(results):
                 "(units never active on the evaluation rows; ReLU only) rises with the rate",
                 "; ".join(f"lr {lr:g}: {band(v)}" for lr, v in zip(rates, by_lr)), rises),
             row("dead_relu", "Leaky ReLU, ELU and GELU mitigate dying units", "report sec. 7.4",
-                f"test accuracy at lr {top:g} (mean over seeds): each variant above ReLU",
+                f"test accuracy at lr {top:g} (mean over seeds, a diverged run counting as 0): "
+                "each variant above ReLU",
                 "; ".join(f"{a} {band(v)}" for a, v in acc.items()),
                 [np.mean(acc[a]) > np.mean(acc["relu"]) for a in others])]
 

@@ -121,6 +121,10 @@ def optimizers(results):
                 "every other; every best rate strictly inside its grid", measured, checks)]
 
 
+def _loss_text(loss):
+    return f"{loss:.3g}" if np.isfinite(loss) else "diverged"
+
+
 @finding("learning_rate")
 def learning_rate(results):
     runs = runs_with(results, ["optimizer", "schedule", "lr"])
@@ -134,16 +138,16 @@ def learning_rate(results):
             mean_of(const, "initial_loss", optimizer=name)
         checks += [interior and slow and too_big]
         parts.append(f"{name}: best lr {lr:g} (loss {loss:.3g}), lr {grid[0]:g} -> "
-                     f"{sub[grid[0]]:.3g}, lr {grid[-1]:g} -> "
-                     + ("diverged" if not np.isfinite(sub[grid[-1]]) else f"{sub[grid[-1]]:.3g}"))
+                     f"{_loss_text(sub[grid[0]])}, lr {grid[-1]:g} -> {_loss_text(sub[grid[-1]])}")
         above = [g for g in grid if g > lr]
         if above:
             sched = runs[(runs["optimizer"] == name) & (runs["lr"] == above[0])]
             by = sched.groupby("schedule")["end_loss"].mean()
             decayed = min(by.get(s, np.inf) for s in ("step", "cosine"))
             rescue.append(bool(np.isfinite(decayed) and decayed < by.get("constant", np.inf)))
-            rescue_parts.append(f"{name} lr {above[0]:g}: constant {by.get('constant', np.nan):.3g}"
-                                f", best decayed {decayed:.3g}")
+            rescue_parts.append(f"{name} lr {above[0]:g}: constant "
+                                f"{_loss_text(by.get('constant', np.inf))}, best decayed "
+                                f"{_loss_text(decayed)}")
     n_seeds = runs["seed"].nunique()
     note = f" ({n_seeds} seed{'s' if n_seeds > 1 else ''})"
     return [row("learning_rate", "too small a rate is slow, too large diverges",

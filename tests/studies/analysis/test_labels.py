@@ -270,3 +270,14 @@ def test_healthy_is_refused_for_the_vanishing_runs_that_never_learn(tmp_path, ac
         assert abs(final - math.log(10)) < 0.01 and accuracy < 0.2
     run = parse_labels(r.runs["labels"].iloc[0])
     assert label in run and "healthy" not in run
+
+
+def test_a_spec_labels_table_takes_every_threshold_by_name():
+    from dataclasses import fields
+    from studies.spec import SpecError
+    names = {f.name: getattr(Thresholds(), f.name) for f in fields(Thresholds)}
+    assert {"vanishing_update", "final_rise", "min_improvement", "chance_margin"} <= set(names)
+    spec = parse_spec({"name": "t", "labels": names}, path="<t>")
+    assert Thresholds.from_dict(spec.labels) == Thresholds()
+    with pytest.raises(SpecError, match=r"\[labels\].*'min_improvment'"):
+        parse_spec({"name": "t", "labels": {"min_improvment": 0.1}}, path="<t>")
