@@ -3,8 +3,8 @@ clipping on an exploding setup, with the threshold swept.
 
 The unclipped runs of the spec's grid repeat once per threshold (clip = none ignores the
 threshold); the figures keep one per (learning rate, seed). Thresholds are plotted as they are
-(the same x for every learning rate) and quoted as multiples of a reference norm, Pascanu et al.'s "average norm over a sufficiently large number of
-updates": the mean over the recorded steps of the global gradient norm (before clipping) of the
+(the same x for every learning rate) and quoted as multiples of a reference norm, Pascanu et
+al.'s "average norm over a sufficiently large number of updates": the mean over the recorded steps of the global gradient norm (before clipping) of the
 unclipped runs at the smallest learning rate whose unclipped runs all completed (at a rate where
 they diverge within a few steps, their average measures only the explosion); when every
 unclipped run diverged, the mean norm at step 0.

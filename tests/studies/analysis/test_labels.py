@@ -1,7 +1,7 @@
-"""studies.analysis.labels: pathology labels on real networks built to vanish, explode, die, saturate,
-diverge, stall and stay healthy (kernel fits, and tiny specs through the real runner); healthy
-refused for the runs that never learn; threshold overrides and their validation; the string
-form."""
+"""studies.analysis.labels: pathology labels on real networks built to vanish, explode, die,
+saturate, diverge, stall and stay healthy (kernel fits, and tiny specs through the real
+runner); healthy refused for the runs that never learn; threshold overrides and their
+validation, also by name in a spec's [labels]; the string form."""
 import math
 
 import numpy as np
@@ -117,7 +117,8 @@ def test_threshold_overrides_change_the_outcome():
 
 
 def test_bad_threshold_keys_and_values_are_errors():
-    with pytest.raises(ValueError, match=r"'vanish'.*allowed: vanishing_ratio, vanishing_update, exploding"):
+    with pytest.raises(ValueError,
+                       match=r"'vanish'.*allowed: vanishing_ratio, vanishing_update, exploding"):
         Thresholds.from_dict({"vanish": 1e-3})
     for bad in ({"dead_fraction": 1.5}, {"exploding_norm": -1.0}, {"vanishing_ratio": "x"},
                 {"divergence_factor": float("nan")}, {"saturated_fraction": True},
