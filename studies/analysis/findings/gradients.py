@@ -20,7 +20,7 @@ def _labels(results, run_id):
 def vanishing(results):
     runs = runs_with(results, ["depth", "activation", "init"])
     runs["r1"] = runs["run_id"].map(first_layer_ratio(results))
-    depths = sorted(runs["depth"].unique())
+    depths = sorted(int(d) for d in runs["depth"].unique())
     checks, parts = [], []
     for init in sorted(runs.loc[runs["activation"] == "sigmoid", "init"].unique()):
         r = [np.mean(seed_values(runs, "r1", activation="sigmoid", init=init, depth=d))
