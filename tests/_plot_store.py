@@ -21,7 +21,7 @@ STEPS, EVERY = 30, 10
 DIVERGED = ("relu", "glorot_standard", 6)   # diverges at step DIVERGED_AT
 DIVERGED_AT = 17
 FAILED = ("tanh", "glorot_standard", 2)
-FIGURES = ["vanishing_profiles", "vanishing_ratio", "vanishing_heatmap"]
+FIGURES = ["vanishing_profiles", "vanishing_ratio", "vanishing_heatmap", "update_ratio_layers"]
 
 
 def _run_row(run_id, config, status, labels, first, error=""):

@@ -23,3 +23,12 @@ def run_and_draw(name, scale, tmp_path):
         assert Path(png).stat().st_size > 1000 and Path(pdf).stat().st_size > 1000
         assert fig.caption and fig.numbers, fig.stem
     return results, {fig.stem: fig for fig, _, _ in made}, stems
+
+
+def verdicts(name, results):
+    """(rows, [verdict, ...]) of study `name`'s finding function on its latest sweep: the same
+    function the report's findings table calls."""
+    from studies.analysis.findings import findings_for
+    rows = findings_for(name, current(results))
+    assert rows and all(r["study"] == name and r["measured"] for r in rows)
+    return rows, [r["verdict"] for r in rows]

@@ -3,21 +3,37 @@
     run, per_layer = label_run(history, layers, Thresholds.from_dict({"dead_fraction": 0.9}))
     format_labels(run)   # "vanishing@0,dead@120"  (or "healthy")
 
-`history`: per-step rows (step, loss, grad_norm, ...; metrics.step_frames); `layers`: per-layer
-rows (step, layer 1..L, w_grad_norm, b_grad_norm, dead_fraction, saturated_fraction, ...;
-metrics.merge_layer_rows). Missing columns skip the labels that need them; NaN activation
-statistics (not measured at that step, or not applicable to the activation) never fire.
-Gradient labels read layer rows only at steps with a per-step kernel record (history steps, or
-without a history the rows whose w_norm is set), so a NaN of a metric-only row is not taken for
-a non-finite gradient. Labels are not exclusive.
+`history`: per-step rows (step, loss, grad_norm, train_loss, train_accuracy, ...;
+metrics.step_frames); `layers`: per-layer rows (step, layer 1..L, w_grad_norm, b_grad_norm,
+update_ratio, dead_fraction, saturated_fraction, ...; metrics.merge_layer_rows). Missing
+columns skip the labels that need them; NaN activation statistics (not measured at that step,
+or not applicable to the activation) never fire. Gradient labels read layer rows only at steps
+with a per-step kernel record (history steps, or without a history the rows whose w_norm is
+set), so a NaN of a metric-only row is not taken for a non-finite gradient. Labels are not
+exclusive. "The loss" below is the whole-training-set `train_loss` where recorded, else the
+per-step `loss`; L0 is its first recorded value, L_end its last. For K classes (below) the bar
+of learning is L_ref = min(L0, ln K), the cross-entropy of the uniform guess (a net that
+starts above it and only learns its output biases has learned nothing); else L_ref = L0.
 
-- vanishing: r_l = ||dL/dW_l|| / ||dL/dW_L|| < vanishing_ratio (run: l = 1; layer l < L: r_l).
+- vanishing: r_l = ||dL/dW_l|| / ||dL/dW_L|| < vanishing_ratio (run: l = 1; layer l < L: r_l),
+  or (absolute, so a net that collapses uniformly is seen) ||Delta W_l|| / ||W_l|| <
+  vanishing_update in layer l at a step where the loss is still above (1 - min_improvement)
+  L_ref
+  (run: layer 1, or every layer at one step); a converged net's small updates do not count.
 - exploding: r_l > exploding_ratio, or a non-finite ||dL/dW_l|| / ||dL/db_l|| (per layer and
   run), or (run) the global gradient norm > exploding_norm or non-finite.
 - dead: dead_fraction > dead_fraction (run: any layer); saturated: likewise.
 - diverged (run only): non-finite loss or global gradient norm (the kernel stops there), or
-  loss > divergence_factor x the initial (first recorded) loss.
-- healthy: none fired; its "first step" is the first recorded step.
+  loss > divergence_factor x L0, or L_end > (1 + final_rise) L0 (the run ended worse than it
+  started; first step: where the loss rose above that bar for good).
+- stalled (run only, when not diverged): the run did not learn: L_end > (1 - min_improvement)
+  L_ref, or the final train accuracy < 1/K + chance_margin for K classes (K from `n_classes`, or
+  read off a softmax output layer, whose mean activation is exactly 1/K at every step; without
+  either the accuracy test is skipped). First step: the start of the final stretch above the
+  bar (0 for a run that never got below it).
+- healthy: none fired, so the run also learned; its "first step" is the first recorded step.
+  Without a loss history the learning tests cannot run and healthy means "no gradient or unit
+  label fired".
 """
 import math
 from dataclasses import dataclass, fields
@@ -25,9 +41,10 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pandas as pd
 
-LABELS = ("vanishing", "exploding", "dead", "saturated", "diverged")
+LABELS = ("vanishing", "exploding", "dead", "saturated", "diverged", "stalled")
 HEALTHY = "healthy"
 LAYER_LABEL_COLUMNS = ("layer", "label", "first_step")
+_BELOW_ONE = ("dead_fraction", "saturated_fraction", "min_improvement", "chance_margin")
 
 
 @dataclass(frozen=True)
@@ -37,6 +54,9 @@ class Thresholds:
       at depth 2..20 (measured, width 64), while sigmoid/Xavier gives 2e-2 at depth 2, 2e-4 at
       depth 5 and 2e-7 at depth 10: three decades below the last layer, the first layer all but
       stops learning under a shared learning rate.
+    vanishing_update 1e-5: ||Delta W|| / ||W|| near 1e-3 is a healthy step; 1e-5 moves a weight
+      matrix by 1% in a thousand steps, so a layer below it (before the loss has fallen) is
+      not learning, whatever the other layers do.
     exploding_ratio 1e3: the mirror image; tanh in the chaotic phase (sigma_w = 10) reaches
       2e3 at depth 10, while healthy inits stay below 1.
     exploding_norm 1e4: standardized inputs give global norms O(0.1..10) at a sane init.
@@ -44,13 +64,24 @@ class Thresholds:
       entries in the flat tails) no longer passes gradient.
     divergence_factor 10: cross-entropy starts near ln K (2.3 for 10 classes); ten times that
       is far beyond mini-batch noise, and the same factor holds for MSE.
+    final_rise 0.01: a run whose whole-training-set loss ends more than 1% above where it
+      started got worse by training (a loss on the whole training set carries no batch
+      noise; the 10-layer chaotic tanh net at SGD lr 1 ends 26% above its start).
+    min_improvement 0.05: a run that removed less than 5% of its initial loss has not learned
+      (10-class cross-entropy from ln 10 = 2.303 must reach 2.19).
+    chance_margin 0.1: final train accuracy below chance + 0.1 (0.2 for 10 classes) is
+      guessing.
     """
     vanishing_ratio: float = 1e-3
+    vanishing_update: float = 1e-5
     exploding_ratio: float = 1e3
     exploding_norm: float = 1e4
     dead_fraction: float = 0.5
     saturated_fraction: float = 0.5
     divergence_factor: float = 10.0
+    final_rise: float = 0.01
+    min_improvement: float = 0.05
+    chance_margin: float = 0.1
 
     def __post_init__(self):
         for f in fields(self):
@@ -59,7 +90,7 @@ class Thresholds:
                     or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"thresholds.{f.name}: expected a positive finite number, "
                                  f"got {value!r}")
-            if f.name.endswith("_fraction") and value >= 1:
+            if f.name in _BELOW_ONE and value >= 1:
                 raise ValueError(f"thresholds.{f.name}: expected a fraction in (0, 1), got "
                                  f"{value!r}")
         if self.vanishing_ratio >= self.exploding_ratio:
@@ -95,6 +126,16 @@ def _first(steps, mask):
     return int(steps[hit[0]]) if hit.size else None
 
 
+def _holds_from(steps, mask):
+    """First step of the final stretch where mask holds through the last entry, or None when
+    it does not hold at the end."""
+    mask = np.asarray(mask, bool)
+    if not mask.size or not mask[-1]:
+        return None
+    misses = np.flatnonzero(~mask)
+    return int(steps[misses[-1] + 1 if misses.size else 0])
+
+
 def _fire(labels, name, step):
     if step is not None and (name not in labels or step < labels[name]):
         labels[name] = step
@@ -107,6 +148,17 @@ def _wide(layers, column, steps=None):
     if steps is not None:
         table = table.loc[table.index.isin(steps)]
     return table.astype(np.float64)
+
+
+def _loss_curve(history):
+    """(steps, loss) of the learning tests: finite train_loss rows where recorded, else the
+    finite per-step loss."""
+    column = "train_loss" if "train_loss" in history and history["train_loss"].notna().any() \
+        else "loss"
+    h = history.sort_values("step")
+    loss = h[column].to_numpy(np.float64)
+    keep = np.isfinite(loss)
+    return h["step"].to_numpy()[keep], loss[keep]
 
 
 def _run_step_labels(history, t, run):
@@ -123,9 +175,59 @@ def _run_step_labels(history, t, run):
         if math.isfinite(loss[0]) and loss[0] > 0:
             bad |= loss > t.divergence_factor * loss[0]
     _fire(run, "diverged", _first(steps, bad))
+    curve_steps, curve = _loss_curve(history)
+    if curve.size and curve[0] > 0:
+        _fire(run, "diverged", _holds_from(curve_steps, curve > (1 + t.final_rise) * curve[0]))
 
 
-def _gradient_labels(layers, steps, t, per_layer, run):
+def _reference(initial, n_classes):
+    """L_ref = min(L0, ln K) with K classes, else L0."""
+    return min(initial, math.log(n_classes)) if n_classes else initial
+
+
+def _stalled_label(history, t, run, n_classes):
+    if "diverged" in run:
+        return
+    steps, loss = _loss_curve(history)
+    if loss.size >= 2 and loss[0] > 0:
+        bar = (1 - t.min_improvement) * _reference(loss[0], n_classes)
+        _fire(run, "stalled", _holds_from(steps, loss > bar))
+    if n_classes and "train_accuracy" in history:
+        h = history[history["train_accuracy"].notna()].sort_values("step")
+        accuracy = h["train_accuracy"].to_numpy(np.float64)
+        _fire(run, "stalled", _holds_from(h["step"].to_numpy(),
+                                          accuracy < 1.0 / n_classes + t.chance_margin))
+
+
+def softmax_classes(layers):
+    """K when the output layer's mean activation is 1/K (to 1e-4) at every recorded step, as a
+    softmax's is; else None."""
+    if layers is None or layers.empty or "a_mean" not in layers:
+        return None
+    mean = layers.loc[layers["layer"] == layers["layer"].max(), "a_mean"].to_numpy(np.float64)
+    if not mean.size or not np.all(np.isfinite(mean)) or mean[0] <= 0:
+        return None
+    k = round(1.0 / mean[0])
+    if k < 2 or np.max(np.abs(mean * k - 1.0)) > 1e-4:
+        return None
+    return int(k)
+
+
+def _not_learned(history, t, steps, n_classes):
+    """Boolean per step of `steps`: the loss there still above (1 - min_improvement) L_ref
+    (True everywhere without a loss history)."""
+    if history is None or history.empty or "step" not in history:
+        return np.ones(len(steps), bool)
+    curve_steps, curve = _loss_curve(history)
+    if not curve.size:
+        return np.ones(len(steps), bool)
+    at = pd.Series(curve, index=curve_steps).groupby(level=0).last()
+    at = at.reindex(steps).ffill().to_numpy()
+    with np.errstate(invalid="ignore"):
+        return ~(at <= (1 - t.min_improvement) * _reference(curve[0], n_classes))
+
+
+def _gradient_labels(layers, steps, t, per_layer, run, history, n_classes):
     w = _wide(layers, "w_grad_norm", steps)
     if w.empty:
         return
@@ -140,20 +242,32 @@ def _gradient_labels(layers, steps, t, per_layer, run):
         ratio = w.to_numpy() / denom[:, None]
         vanish = ratio < t.vanishing_ratio
         explode = (ratio > t.exploding_ratio) | nonfinite
+    vanish[:, -1] = False  # r_L = 1 by definition
+    run_vanish = vanish[:, 0].copy()
+    if "update_ratio" in layers:
+        update = _wide(layers, "update_ratio", steps).reindex(index=w.index, columns=w.columns)
+        with np.errstate(invalid="ignore"):
+            small = (update.to_numpy() < t.vanishing_update) & \
+                _not_learned(history, t, idx, n_classes)[:, None]
+        vanish |= small
+        run_vanish |= vanish[:, 0] | small.all(axis=1)
     for j, layer in enumerate(w.columns):
         _fire(per_layer.setdefault(int(layer), {}), "vanishing", _first(idx, vanish[:, j]))
         _fire(per_layer[int(layer)], "exploding", _first(idx, explode[:, j]))
-    _fire(run, "vanishing", _first(idx, vanish[:, 0]))
+    _fire(run, "vanishing", _first(idx, run_vanish))
     _fire(run, "exploding", _first(idx, explode[:, 0] | nonfinite.any(axis=1)))
 
 
-def label_run(history, layers, thresholds=None):
+def label_run(history, layers, thresholds=None, n_classes=None):
     """(run_labels, layer_labels): {label: first step} ({"healthy": first step} when none fired;
-    {} without any rows), and a DataFrame (layer, label, first_step) sorted by layer, step."""
+    {} without any rows), and a DataFrame (layer, label, first_step) sorted by layer, step.
+    n_classes: K of a classification run (chance accuracy 1/K); None reads it off a softmax
+    output layer (softmax_classes), else the accuracy test of `stalled` is skipped."""
     t = thresholds if isinstance(thresholds, Thresholds) else Thresholds.from_dict(thresholds)
     history = pd.DataFrame() if history is None else history
     layers = pd.DataFrame() if layers is None else layers
     run, per_layer = {}, {}
+    n_classes = n_classes or softmax_classes(layers)
     has_history = not history.empty and "step" in history
     if has_history and "loss" in history:
         _run_step_labels(history, t, run)
@@ -164,7 +278,8 @@ def label_run(history, layers, thresholds=None):
         if steps is None and "w_norm" in layers:  # kernel rows always carry a number there
             steps = layers.loc[layers["w_norm"].notna(), "step"].to_numpy()
         if "w_grad_norm" in layers:
-            _gradient_labels(layers, steps, t, per_layer, run)
+            _gradient_labels(layers, steps, t, per_layer, run,
+                             history if has_history and "loss" in history else None, n_classes)
         for column in ("dead_fraction", "saturated_fraction"):
             if column not in layers:
                 continue
@@ -176,6 +291,8 @@ def label_run(history, layers, thresholds=None):
                 step = _first(table.index.to_numpy(), fired[:, j])
                 _fire(per_layer[int(layer)], label, step)
                 _fire(run, label, step)
+    if has_history and "loss" in history:
+        _stalled_label(history, t, run, n_classes)
     starts = [frame["step"].min() for frame in (history, layers)
               if not frame.empty and "step" in frame]
     if not starts:

@@ -54,3 +54,14 @@ def ordered(values, order):
     rank = {v: i for i, v in enumerate(order)}
     return sorted(pd.unique(pd.Series(list(values))), key=lambda v: (rank.get(v, len(rank)),
                                                                       str(v)))
+
+
+def with_verdict(caption, study, results):
+    """The caption followed by the study's verdict line (studies.analysis.findings: the same
+    rows as the report's findings table); a store the finding function cannot read says so."""
+    from studies.analysis.findings import findings_for, verdict_line
+    try:
+        line = verdict_line(findings_for(study, results))
+    except Exception as err:  # a hand-made or partial store: the figure still draws
+        line = f"Verdict: not computed ({type(err).__name__}: {err})."
+    return f"{caption.rstrip()} {line}"

@@ -14,6 +14,7 @@ from matplotlib.patches import Patch, Rectangle
 from kernels.activations import ACTIVATIONS, derivative_reference, forward_reference
 
 from . import Figure, figure
+from ._runs import with_verdict
 from ._curves import (
     at_step,
     completed_runs,
@@ -87,7 +88,8 @@ def activation_functions(results):
         f"{fmt(numbers['leaky_relu']['derivative_at_-4'])} for Leaky ReLU and "
         f"{fmt(numbers['elu']['derivative_at_-4'])} for ELU: saturating units pass almost no "
         "gradient, ReLU passes none on its negative side.")
-    return [Figure(fig, "activation_functions", caption, numbers)]
+    return [Figure(fig, "activation_functions", with_verdict(caption, "activations", results),
+                   numbers)]
 
 
 def _bar(ax, x, row, prefix, color, width):
@@ -109,6 +111,9 @@ def activation_layers(results):
     layers = at_step(with_keys(results, results.layers, ["activation", "depth"]))
     hidden = layers[layers["layer"] <= layers["depth"]]
     names = _order(hidden["activation"]) if not hidden.empty else []
+    # GELU's tanh form matches GELU to plotting precision: one panel for both
+    twin = "gelu_tanh" in names and "gelu" in names
+    names = [n for n in names if not (twin and n == "gelu_tanh")]
     ncols = 4
     nrows = max(1, int(np.ceil(len(names) / ncols)))
     fig, axes = new_figure(ncols=ncols, nrows=nrows, width=FULL_WIDTH, height=1.55 * nrows + 0.5)
@@ -147,8 +152,10 @@ def activation_layers(results):
         f"layers, matched init: He normal for the ReLU family, Xavier normal otherwise; bars: "
         f"15th-85th percentile, whisker to the 98th, dot: median; averaged over seeds). Std of "
         f"a from layer 1 to layer {depth}: {summary}."
+        + (" GELU (tanh) is not drawn: it matches GELU's panel." if twin else "")
         + (f" {failed_count(results)} failed runs have no data." if failed_count(results) else ""))
-    return [Figure(fig, "activation_layers", caption, numbers)]
+    return [Figure(fig, "activation_layers", with_verdict(caption, "activations", results),
+                   numbers)]
 
 
 @figure("activation_training")
@@ -193,4 +200,5 @@ def activation_training(results):
         f"over {training_setup(results)}, per activation (mean and min-max band over seeds). "
         f"r = ||dL/dW_1|| / ||dL/dW_L|| at init, final training loss and test accuracy: {summary}."
         + (f" {len(diverged)} run(s) diverged (crosses)." if diverged else " No run diverged."))
-    return [Figure(fig, "activation_training", caption, numbers)]
+    return [Figure(fig, "activation_training", with_verdict(caption, "activations", results),
+                   numbers)]

@@ -12,7 +12,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from . import Figure, figure
-from ._runs import failed_note, joined, runs_with_data, seed_stats
+from ._runs import failed_note, joined, runs_with_data, seed_stats, with_verdict
 from .style import FULL_WIDTH, fmt, legend_below, mark_diverged, new_figure, seed_band
 
 BN_COLORS = {False: "#1f77b4", True: "#d95f02"}   # fixed: without / with batch norm
@@ -93,7 +93,7 @@ def batchnorm_accuracy(results):
     caption = (f"Ioffe & Szegedy's 3x100 sigmoid MLP (batch 60, SGD) on MNIST-1D: test "
                f"accuracy over training with and without batch norm (mean and seed range). "
                f"Final ({steps} steps): {'; '.join(parts)}." + lift + failed_note(failed))
-    return [Figure(fig, "batchnorm_accuracy", caption, numbers)]
+    return [Figure(fig, "batchnorm_accuracy", with_verdict(caption, "batchnorm", results), numbers)]
 
 
 def unit_percentiles(results):
@@ -169,4 +169,5 @@ def batchnorm_unit_input(results):
                f"batch norm its input is the normalized, scaled and shifted gamma xhat + beta), "
                f"as in Ioffe & Szegedy's Fig. 1(b, c). {'; '.join(parts)}."
                + failed_note(failed))
-    return [Figure(fig, "batchnorm_unit_input", caption, numbers)]
+    return [Figure(fig, "batchnorm_unit_input", with_verdict(caption, "batchnorm", results),
+                   numbers)]

@@ -2,9 +2,9 @@
 clipping on an exploding setup, with the threshold swept.
 
 The unclipped runs of the spec's grid repeat once per threshold (clip = none ignores the
-threshold); the figures keep one per (learning rate, seed). Thresholds are shown as multiples
-of a reference norm, Pascanu et al.'s "average norm over a sufficiently large number of
-updates": the mean over the recorded steps of the global gradient norm (before clipping) of the
+threshold); the figures keep one per (learning rate, seed). Thresholds are plotted as they are
+(the same x for every learning rate) and quoted as multiples of a reference norm, Pascanu et
+al.'s "average norm over a sufficiently large number of updates": the mean over the recorded steps of the global gradient norm (before clipping) of the
 unclipped runs at the smallest learning rate whose unclipped runs all completed (at a rate where
 they diverge within a few steps, their average measures only the explosion); when every
 unclipped run diverged, the mean norm at step 0.
@@ -25,7 +25,7 @@ from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
 
 from . import Figure, figure
-from ._runs import failed_note, joined, runs_with_data
+from ._runs import failed_note, joined, runs_with_data, with_verdict
 from .style import FULL_WIDTH, fmt, legend_rows, log_axis, mark_diverged, new_figure, seed_band
 
 KEYS = ("lr", "clip", "clip_threshold")
@@ -149,13 +149,13 @@ def clipping_curves(results):
                f"training, without clipping (black) and with global-norm clipping at each "
                f"threshold c (dotted: c); mean and seed range, crosses: diverged runs. "
                f"{'; '.join(summary)}." + failed_note(failed))
-    return [Figure(fig, "clipping_curves", caption, numbers)]
+    return [Figure(fig, "clipping_curves", with_verdict(caption, "clipping", results), numbers)]
 
 
 def threshold_table(results):
     """Per (lr, threshold or None): seeds' final loss and accuracy, status counts, the threshold
-    as a multiple of the lr's average unclipped norm, and the fraction of recorded steps whose
-    norm exceeded the threshold (clipping active)."""
+    as a multiple of the reference norm, and how many of the recorded steps (every
+    metrics_every-th step, not every step) had a norm above the threshold."""
     runs, failed = distinct_runs(results)
     averages = average_norms(results, runs)
     reference, _ = reference_norm(results, runs)
@@ -165,8 +165,8 @@ def threshold_table(results):
         threshold = None if threshold < 0 else float(threshold)
         h = hist[hist["run_id"].isin(g["run_id"])]
         norms = h["grad_norm"].to_numpy(float)
-        active = float(np.mean(norms[np.isfinite(norms)] > threshold)) \
-            if threshold is not None and np.isfinite(norms).any() else float("nan")
+        finite = norms[np.isfinite(norms)]
+        active = int(np.sum(finite > threshold)) if threshold is not None else 0
         done = g[g["status"] == "completed"]
         rows.append({"lr": float(lr), "threshold": threshold,
                      "multiple": threshold / reference if threshold is not None
@@ -177,7 +177,7 @@ def threshold_table(results):
                      "test_accuracy": float(done["final_test_accuracy"].mean())
                      if len(done) else np.nan,
                      "diverged": int((g["status"] == "diverged").sum()), "runs": len(g),
-                     "clipped_fraction": active})
+                     "recorded_above": active, "recorded": int(np.isfinite(norms).sum())})
     return pd.DataFrame(rows), averages, failed
 
 
@@ -189,15 +189,16 @@ def clipping_threshold(results):
     lrs = sorted(table["lr"].unique())
     fig, axes = new_figure(ncols=2, width=FULL_WIDTH, height=2.5)
     loss_ax, acc_ax = axes[0]
-    for ax in (loss_ax, acc_ax):
-        ax.axvspan(*PASCANU_RANGE, color="0.9", linewidth=0, zorder=0)
+    for ax in (loss_ax, acc_ax):  # absolute thresholds; grey: 0.5-10x the reference norm
+        ax.axvspan(*(np.asarray(PASCANU_RANGE) * reference), color="0.9", linewidth=0,
+                   zorder=0)
     handles, plain_diverged = [], []
     for k, lr in enumerate(lrs):
         color = lr_color(lr, lrs)
         handles.append(Line2D([], [], color=color, marker="o", markersize=2.5,
                               label=f"lr {fmt(lr)}"))
         sub = runs[(runs["lr"] == lr) & (runs["clip"] != NO_CLIP)].copy()
-        sub["multiple"] = sub["clip_threshold"] / reference
+        sub["multiple"] = sub["clip_threshold"]  # x: c itself, the same for every lr
         for ax, column, scale in ((loss_ax, "final_loss", 1.0),
                                   (acc_ax, "final_test_accuracy", 100.0)):
             done = sub.assign(value=sub[column].where(sub["status"] == "completed") * scale)
@@ -220,14 +221,14 @@ def clipping_threshold(results):
         for ax in (loss_ax, acc_ax):
             ax.text(0.02, DIVERGED_ROW, "diverged:", transform=ax.transAxes, va="center",
                     fontsize=5.5, color="0.3")
-    xlabel = "clipping threshold / average unclipped gradient norm"
+    xlabel = "clipping threshold c (global gradient norm)"
     log_axis(loss_ax, "both", xlabel)
     loss_ax.set_ylabel("final training loss")
     top = loss_ax.get_ylim()[1]
     loss_ax.set_ylim(top=top * 30)
     log_axis(acc_ax, "x", xlabel)
-    low = min(PASCANU_RANGE[0], np.nanmin(table["multiple"])) / 2
-    high = max(PASCANU_RANGE[1], np.nanmax(table["multiple"])) * 2
+    low = min(PASCANU_RANGE[0] * reference, np.nanmin(table["threshold"])) / 2
+    high = max(PASCANU_RANGE[1] * reference, np.nanmax(table["threshold"])) * 2
     for ax in (loss_ax, acc_ax):
         ax.set_xlim(low, high)
     acc_ax.set_ylabel("final test accuracy (%)")
@@ -235,7 +236,7 @@ def clipping_threshold(results):
     handles += [Line2D([], [], color="0.3", linestyle="--", label="no clipping"),
                 Line2D([], [], marker="x", color="0.3", linestyle="none",
                        label="diverged (top row)"),
-                Patch(color="0.9", label="Pascanu et al.: 0.5-10x")]
+                Patch(color="0.9", label=f"Pascanu et al.: 0.5-10x {fmt(reference)}")]
     legend_rows(fig, [handles, plain_diverged])
     parts = []
     for lr in lrs:
@@ -246,20 +247,20 @@ def clipping_threshold(results):
                 f"no clipping diverged ({int(plain['diverged'])}/{int(plain['runs'])})")
         items = []
         for r in sub[sub["threshold"].notna()].sort_values("threshold").itertuples():
-            items.append(f"c={fmt(r.threshold)} ({fmt(r.multiple)}x, clipping "
-                         f"{fmt(100 * r.clipped_fraction)}% of steps) "
+            items.append(f"c={fmt(r.threshold)} ({fmt(r.multiple)}x; norm above c at "
+                         f"{r.recorded_above} of {r.recorded} recorded steps) "
                          + (f"{fmt(r.final_loss)}/{fmt(100 * r.test_accuracy)}%"
                             if r.diverged < r.runs else "diverged")
                          + (f" [{r.diverged} diverged]" if 0 < r.diverged < r.runs else ""))
-        parts.append(f"lr {fmt(lr)} (its unclipped average {fmt(averages[lr])}): {base}; "
+        parts.append(f"lr {fmt(lr)}: {base}; "
                      + ", ".join(items))
     numbers = {"table": table.to_dict("records"), "average_norm": averages,
                "reference_norm": reference}
     caption = (f"Final training loss and test accuracy against the global-norm clipping "
-               f"threshold as a multiple of the average unclipped gradient norm "
-               f"{fmt(reference)} (the mean norm before clipping over the recorded steps of "
-               f"{where}), per learning rate (mean and seed range); dashed: without clipping; "
-               f"grey: the 0.5-10x range Pascanu et al. recommend. Final loss/accuracy: "
+               f"threshold c, per learning rate (mean and seed range); dashed: without "
+               f"clipping; grey: the 0.5-10x range Pascanu et al. recommend around the average "
+               f"unclipped gradient norm {fmt(reference)} (the mean norm before clipping over "
+               f"the recorded steps of {where}; multiples below are of it). Final loss/accuracy: "
                f"{' | '.join(parts)}."
                + failed_note(failed))
-    return [Figure(fig, "clipping_threshold", caption, numbers)]
+    return [Figure(fig, "clipping_threshold", with_verdict(caption, "clipping", results), numbers)]

@@ -8,15 +8,17 @@ the "off" units were lost.
 
 - dead_relu_layers: never-active fraction per hidden layer over training; one column per
   activation, one row per learning rate; seed band; diverged runs marked where they stopped.
-- dead_relu_lr: the final never-active fraction (mean over hidden layers) and the final test
-  accuracy against the learning rate, per activation.
+- dead_relu_lr: ReLU's final dead fraction (mean over hidden layers 2..depth: layer 1 sees
+  mixed-sign inputs and does not die, so it would only dilute the mean; the other activations
+  pass gradient where z <= 0, so none of their units is dead) and every activation's final
+  test accuracy against the learning rate.
 """
 import matplotlib as mpl
 import numpy as np
 from matplotlib.lines import Line2D
 
 from . import Figure, figure
-from ._runs import failed_note, joined, ordered, runs_with_data
+from ._runs import failed_note, joined, ordered, runs_with_data, with_verdict
 from .style import (ACTIVATION_COLORS, DIVERGED_COLOR, FULL_WIDTH, color_for, display, fmt,
                     legend_rows, log_axis, mark_diverged, new_figure, seed_band)
 
@@ -35,11 +37,13 @@ def _hidden(results, runs):
 
 
 def final_table(results):
-    """One row per run: keys, seed, status, final mean never-active fraction over the hidden
-    layers (at the last recorded step), the largest layer's, and the final test accuracy."""
+    """One row per run: keys, seed, status, final mean never-active fraction over hidden layers
+    2..depth (all of them for one hidden layer) at the last recorded step, the largest
+    layer's, and the final test accuracy."""
     runs, failed = runs_with_data(results, KEYS)
     lay = _hidden(results, runs)
     last = lay[lay["step"] == lay.groupby("run_id")["step"].transform("max")]
+    last = last[(last["layer"] > 1) | (last["depth"] < 2)]
     agg = last.groupby("run_id").agg(dead_mean=("dead_fraction", "mean"),
                                      dead_max=("dead_fraction", "max"),
                                      last_step=("step", "max")).reset_index()
@@ -109,11 +113,11 @@ def dead_relu_layers(results):
                f"every evaluation row) over training, Adam at learning rates "
                f"{', '.join(fmt(v) for v in lrs)} (rows), per activation (columns); band: "
                f"seed range. For ReLU such units get zero gradient (dead); for the variants "
-               f"they still pass a small gradient. At lr {fmt(top)} (final, mean over layers "
-               f"and seeds): {'; '.join(parts)}. At lr {fmt(low)} no run has more than "
+               f"they still pass a small gradient. At lr {fmt(top)} (final, mean over layers 2.. "
+               f"depth and seeds): {'; '.join(parts)}. At lr {fmt(low)} no run has more than "
                f"{fmt(low_dead)} never active." + failed_note(failed))
     numbers = {"final": table.drop(columns=["run_id"]).to_dict("records")}
-    return [Figure(fig, "dead_relu_layers", caption, numbers)]
+    return [Figure(fig, "dead_relu_layers", with_verdict(caption, "dead_relu", results), numbers)]
 
 
 @figure("dead_relu_lr")
@@ -126,9 +130,10 @@ def dead_relu_lr(results):
     for act in acts:
         color = color_for("activation", act)
         sub = table[table["activation"] == act]
-        dead = sub.pivot_table(index="seed", columns="lr", values="dead_mean")
-        seed_band(dead_ax, dead.columns.to_numpy(), dead.to_numpy(float), color,
-                  label=display(act), marker="o", markersize=2.5)
+        if act == "relu":  # the only activation whose "off" units get no gradient
+            dead = sub.pivot_table(index="seed", columns="lr", values="dead_mean")
+            seed_band(dead_ax, dead.columns.to_numpy(), dead.to_numpy(float), color,
+                      label=display(act), marker="o", markersize=2.5)
         done = sub[sub["status"] == "completed"]
         acc = done.pivot_table(index="seed", columns="lr", values="final_test_accuracy")
         if len(acc):
@@ -136,7 +141,8 @@ def dead_relu_lr(results):
                       marker="o", markersize=2.5)
         div = sub[sub["status"] == "diverged"]
         if len(div):
-            mark_diverged(dead_ax, div["lr"], div["dead_mean"].fillna(1.0))
+            if act == "relu":
+                mark_diverged(dead_ax, div["lr"], div["dead_mean"].fillna(1.0))
             mark_diverged(acc_ax, div["lr"], np.full(len(div), 5.0))
         numbers[act] = {float(lr): {"dead_mean": float(g["dead_mean"].mean()),
                                     "test_accuracy": float(g.loc[g["status"] == "completed",
@@ -145,24 +151,27 @@ def dead_relu_lr(results):
                         for lr, g in sub.groupby("lr")}
     log_axis(dead_ax, "x", "learning rate (Adam)")
     log_axis(acc_ax, "x", "learning rate (Adam)")
-    dead_ax.set_ylabel("never-active fraction\n(final, mean over hidden layers)")
+    dead_ax.set_ylabel("ReLU dead fraction\n(final, mean over layers 2..depth)")
     dead_ax.set_ylim(-0.03, 1.03)
     acc_ax.set_ylabel("final test accuracy (%)")
-    acc_ax.set_ylim(0, 100)
+    acc_ax.set_ylim(0, 104)
     handles = [Line2D([], [], color=color_for("activation", a), marker="o", markersize=2.5,
                       label=display(a)) for a in acts]
     if (table["status"] == "diverged").any():
         handles.append(Line2D([], [], marker="x", color="black", linestyle="none",
                               label="diverged (accuracy drawn at 5%)"))
     legend_rows(fig, [handles])
-    parts = []
-    for act in acts:
-        by_lr = numbers[act]
-        parts.append(f"{display(act)}: " + ", ".join(
-            f"lr {fmt(lr)} {fmt(v['dead_mean'])}/{fmt(100 * v['test_accuracy'])}%"
-            + (f" ({v['diverged']} diverged)" if v["diverged"] else "")
-            for lr, v in sorted(by_lr.items())))
-    caption = (f"Final never-active fraction (mean over hidden layers) and final test accuracy "
-               f"against Adam's learning rate, per activation (mean and seed range). "
-               f"Never active / accuracy: {'; '.join(parts)}." + failed_note(failed))
-    return [Figure(fig, "dead_relu_lr", caption, numbers)]
+    top = max(table["lr"]) if len(table) else None
+    relu = numbers.get("relu", {})
+    dead_text = ", ".join(f"lr {fmt(lr)} {fmt(v['dead_mean'])}" for lr, v in sorted(relu.items()))
+    acc_text = ", ".join(f"{display(a)} {fmt(100 * numbers[a][top]['test_accuracy'])}%"
+                         + (f" ({numbers[a][top]['diverged']} diverged)"
+                            if numbers[a][top]["diverged"] else "")
+                         for a in acts if top in numbers[a])
+    caption = (f"Left: ReLU's final dead fraction (units never active on the evaluation rows, "
+               f"mean over hidden layers 2..depth; the other activations pass gradient where "
+               f"z <= 0, so they have no dead units); right: final test accuracy, per "
+               f"activation, against Adam's learning rate (mean and seed range). ReLU dead: "
+               f"{dead_text or 'n/a'}. Test accuracy at lr {fmt(top)}: {acc_text}."
+               + failed_note(failed))
+    return [Figure(fig, "dead_relu_lr", with_verdict(caption, "dead_relu", results), numbers)]

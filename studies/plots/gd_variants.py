@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from . import Figure, figure
+from ._runs import with_verdict
 from ._curves import (
     completed_runs,
     diverged_points,
@@ -99,7 +100,12 @@ def gd_variants(results):
             if points:
                 mark_diverged(ax, *zip(*points), label="diverged (last finite loss)")
             if x == "epoch":
+                at = np.flatnonzero(xmean >= 1.0)  # the first record at or after one epoch
                 entry["loss_after_1_epoch"] = value_at(xmean, ys, 1.0)
+                entry["epoch_of_that_record"] = float(xmean[at[0]]) if at.size else np.nan
+                final = ys[:, -1][np.isfinite(ys[:, -1])] if ys.size else np.array([])
+                entry["final_loss_range"] = (float(final.min()), float(final.max())) \
+                    if final.size else (np.nan, np.nan)
                 entry["final_epoch"] = float(np.nanmax(xmean)) if len(xmean) else np.nan
                 entry["final_loss"] = float(np.nanmean(ys[:, -1])) if ys.size else np.nan
             elif x == "samples":
@@ -125,10 +131,11 @@ def gd_variants(results):
     parts = []
     for name, v in numbers.items():
         parts.append(
-            f"{name}: {fmt(v.get('loss_after_1_epoch'))} after one epoch, loss {TARGET_LOSS} "
-            f"after {fmt(v.get(f'samples_to_loss_{TARGET_LOSS}'))} samples / "
-            f"{fmt(v.get(f'seconds_to_loss_{TARGET_LOSS}'))} s, final {fmt(v.get('final_loss'))}"
-            f" after {fmt(v.get('final_epoch'))} epochs")
+            f"{name}: {fmt(v.get('loss_after_1_epoch'))} at epoch "
+            f"{fmt(v.get('epoch_of_that_record'))} (first record from one epoch on), loss "
+            f"{TARGET_LOSS} after {fmt(v.get(f'samples_to_loss_{TARGET_LOSS}'))} samples, final "
+            f"{fmt(v.get('final_loss'))} [{fmt(v['final_loss_range'][0])}, "
+            f"{fmt(v['final_loss_range'][1])}] after {fmt(v.get('final_epoch'))} epochs")
     failed = failed_count(results)
     caption = (
         f"Loss on the whole training set for batch, stochastic and mini-batch gradient descent "
@@ -137,4 +144,4 @@ def gd_variants(results):
         f"processed = step x batch) and (c) seconds in the training kernel (log scales; the "
         f"dotted line is the loss at initialization, n/a: never reached). {'; '.join(parts)}."
         + (f" {failed} failed runs have no data." if failed else ""))
-    return [Figure(fig, "gd_variants", caption, numbers)]
+    return [Figure(fig, "gd_variants", with_verdict(caption, "gd_variants", results), numbers)]

@@ -14,8 +14,10 @@ standard init U(+-1/sqrt(fan_in)) and the normalized (Xavier) init.
 import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import NullLocator
 
 from . import Figure, figure
+from ._runs import with_verdict
 from ._curves import at_step, completed_runs, failed_count, training_setup, with_keys
 from .style import (
     FULL_WIDTH,
@@ -105,7 +107,8 @@ def glorot_activations(results):
         f"Fig. 6, from stored percentiles rather than histograms). Activation std from the first "
         f"to the top hidden layer: {'; '.join(parts)}. Under the standard init the tanh "
         f"activations shrink layer by layer; the normalized init keeps them wider.")
-    return [Figure(fig, "glorot_activations", caption, numbers)]
+    return [Figure(fig, "glorot_activations", with_verdict(caption, "glorot2010", results),
+                   numbers)]
 
 
 @figure("glorot_gradients")
@@ -168,7 +171,24 @@ def glorot_gradients(results):
         "Fig. 7, summarized by one number per layer). Back-propagated RMS of the first over the "
         f"top hidden layer (weight gradient: first over output layer): {'; '.join(parts)}."
         + (f" {failed_count(results)} failed runs have no data." if failed_count(results) else ""))
-    return [Figure(fig, "glorot_gradients", caption, numbers)]
+    return [Figure(fig, "glorot_gradients", with_verdict(caption, "glorot2010", results), numbers)]
+
+
+def _evenness(numbers, acts):
+    """What the measured first/top spread ratios say, per activation (1 = even)."""
+    out = []
+    for act in acts:
+        v = numbers.get(act, {})
+        if "glorot_standard" not in v or "xavier_uniform" not in v:
+            continue
+        std = v["glorot_standard"]["spread_ratio_first_top"]
+        norm = v["xavier_uniform"]["spread_ratio_first_top"]
+        evener = abs(np.log(norm)) < abs(np.log(std))
+        out.append(f"{display(act)}: normalized {fmt(norm)} vs standard {fmt(std)}, "
+                   + ("more even" if evener else "not more even")
+                   + ("" if 0.5 <= norm <= 2 else f", still {fmt(1 / norm)}x narrower at the "
+                      "input"))
+    return ("Ratio near 1 means even: " + "; ".join(out) + ".") if out else ""
 
 
 @figure("glorot_gradient_distributions")
@@ -204,7 +224,11 @@ def glorot_gradient_distributions(results):
                     "g_spread_per_layer": [float(v) for v in spread],
                     "g_std_per_layer": [float(v) for v in mean["g_std"]],
                     "spread_ratio_first_top": float(spread[0] / spread[-1])}
-        ax.set_yscale("symlog", linthresh=max(spread_max * 1e-3, 1e-12))
+        linthresh = max(spread_max * 1e-3, 1e-12)
+        ax.set_yscale("symlog", linthresh=linthresh)
+        top = 10.0 ** np.ceil(np.log10(max(spread_max, linthresh)))
+        ax.set_yticks([-top, -top / 100, 0.0, top / 100, top])  # a few labels that do not collide
+        ax.yaxis.set_minor_locator(NullLocator())
         ax.set_title(display(act))
         layers = sorted(hidden["layer"].unique())
         ax.set_xticks(layers)
@@ -224,9 +248,11 @@ def glorot_gradient_distributions(results):
         "initialization (box: 15th-85th percentile, whiskers: 2nd-98th, dot: median; symlog "
         "scale; averaged over seeds), standard against normalized init (Glorot & Bengio 2010, "
         "Fig. 7). Width of the 2nd-98th percentile range, first over top hidden layer: "
-        f"{'; '.join(parts) or 'no gradient percentiles in this store'}. Under the standard "
-        "init the gradients narrow toward the input; the normalized init keeps them even.")
-    return [Figure(fig, "glorot_gradient_distributions", caption, numbers)]
+        f"{'; '.join(parts) or 'no gradient percentiles in this store'}. "
+        + _evenness(numbers, acts))
+    caption = with_verdict(caption, "glorot2010", results)
+    return [Figure(fig, "glorot_gradient_distributions", caption,
+                   numbers)]
 
 
 @figure("glorot_saturation")
@@ -249,7 +275,8 @@ def glorot_saturation(results):
             ax = axes[r, c]
             rows = hidden[(hidden["activation"] == act) & (hidden["init"] == init)]
             for layer, part in rows.groupby("layer"):
-                for col, style in (("a_mean", "-"), ("a_p98", (0, (4, 2)))):
+                center = "a_mean" if act == "sigmoid" else "a_std"  # tanh: symmetric about 0
+                for col, style in ((center, "-"), ("a_p98", (0, (4, 2)))):
                     table = part.pivot_table(index="step", columns="run_id", values=col)
                     seed_band(ax, table.index.to_numpy(), table.to_numpy().T, layer_color[layer],
                               linestyle=style, label=f"layer {layer}" if style == "-" else None)
@@ -277,7 +304,7 @@ def glorot_saturation(results):
         axes[r, 0].set_ylabel(f"{display(act)} activation")
     colors = [Line2D([], [], color=layer_color[l], label=f"hidden layer {l}")
               for l in range(1, depth + 1)]
-    styles = [Line2D([], [], color="0.3", label="mean"),
+    styles = [Line2D([], [], color="0.3", label="mean (sigmoid) / std (tanh)"),
               Line2D([], [], color="0.3", linestyle=(0, (4, 2)), label="98th percentile")]
     legend_rows(fig, [colors, styles])
     sig = numbers.get("sigmoid", {})
@@ -293,11 +320,11 @@ def glorot_saturation(results):
     tanh_parts = [f"{_init_name(i).split(' ')[0]} "
                   + "/".join(fmt(100 * s, 1) for s in tanh[i]["saturated_fraction_final"])
                   for i in inits if i in tanh]
-    int(hidden["step"].max()) if not hidden.empty else 0
     caption = (
-        f"Mean (solid) and 98th percentile (dashed) of each hidden layer's activations over "
+        f"Mean (sigmoid; tanh: std, its mean sits at 0 by symmetry; solid) and 98th "
+        f"percentile (dashed) of each hidden layer's activations over "
         f"{training_setup(results)} (mean over seeds; Glorot & Bengio 2010, Figs. 2-3). Top hidden "
         f"sigmoid layer's mean activation: {'; '.join(parts) or 'n/a'} (the paper: pushed to its "
         f"lower saturation 0 early in training). Tanh units saturated (|a| > 0.97) at the end, "
         f"layers 1..{depth}, %: {'; '.join(tanh_parts) or 'n/a'}.")
-    return [Figure(fig, "glorot_saturation", caption, numbers)]
+    return [Figure(fig, "glorot_saturation", with_verdict(caption, "glorot2010", results), numbers)]

@@ -10,6 +10,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 
 from . import Figure, figure
+from ._runs import with_verdict
 from ._curves import (
     at_step,
     diverged_points,
@@ -112,7 +113,7 @@ def he_signal(results):
         f"per-layer variance ratio Var(z_(l+1))/Var(z_l) at {max(depths) if depths else 0} "
         f"layers: {'; '.join(parts)}; He et al. 2015: Xavier shrinks the signal by about 2 per "
         f"layer. Var(z) from layer 1 to {max(depths) if depths else 0}: {'; '.join(spans)}.")
-    return [Figure(fig, "he_signal", caption, numbers)]
+    return [Figure(fig, "he_signal", with_verdict(caption, "he2015", results), numbers)]
 
 
 @figure("he_training")
@@ -151,4 +152,4 @@ def he_training(results):
         f"{'; '.join(parts)}. He et al. 2015: at 30 layers Xavier stalls and He trains; at "
         f"moderate depth both converge."
         + (f" {failed} failed runs have no data." if failed else ""))
-    return [Figure(fig, "he_training", caption, numbers)]
+    return [Figure(fig, "he_training", with_verdict(caption, "he2015", results), numbers)]

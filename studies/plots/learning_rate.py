@@ -14,7 +14,7 @@ from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
 from . import Figure, figure
-from ._runs import failed_note, joined, ordered, runs_with_data
+from ._runs import failed_note, joined, ordered, runs_with_data, with_verdict
 from .style import (FULL_WIDTH, OPTIMIZER_COLORS, color_for, display, fmt, legend_rows,
                     log_axis, mark_diverged, new_figure, seed_band)
 
@@ -107,12 +107,15 @@ def learning_rate_sweep(results):
                          f"{fmt(bad) if bad else 'none'}")
     n_div = int((table["status"] == "diverged").sum())
     steps = int(results.runs["steps"].max()) if "steps" in results.runs else None
+    n_seeds = int(table["seed"].nunique())
+    spread = "one seed" if n_seeds == 1 else f"mean and seed range over {n_seeds} seeds"
     caption = (f"Final training loss after {steps} steps against the learning rate (log-log; "
-               f"mean and seed range), per schedule and optimizer; crosses in the top row: "
+               f"{spread}), per schedule and optimizer; crosses in the top row: "
                f"runs that diverged (loss non-finite, or its running mean above 10x the initial "
                f"training loss), {n_div} of "
                f"{len(table)}. {'; '.join(parts)}." + failed_note(failed))
-    return [Figure(fig, "learning_rate_sweep", caption, numbers)]
+    return [Figure(fig, "learning_rate_sweep", with_verdict(caption, "learning_rate", results),
+                   numbers)]
 
 
 @figure("learning_rate_schedules")
@@ -140,8 +143,9 @@ def learning_rate_schedules(results):
             if sub.empty:
                 continue
             first = sub[sub["seed"] == sub["seed"].min()].dropna(subset=["lr"])
-            top.plot(first["step"], first["lr"] / lr, color=color,
-                     drawstyle="steps-post" if schedule == "step" else "default")
+            if j == 0:  # lr(t)/lr0 is the same for every optimizer: drawn once
+                top.plot(first["step"], first["lr"] / lr, color=color,
+                         drawstyle="steps-post" if schedule == "step" else "default")
             piv = sub.pivot_table(index="seed", columns="step", values="train_loss")
             seed_band(ax, piv.columns.to_numpy(), piv.to_numpy(float), color, geometric=True)
             ids = sub["run_id"].unique()
@@ -155,6 +159,10 @@ def learning_rate_schedules(results):
             numbers.setdefault(opt, {"lr": lr})[schedule] = loss
         top.set_title(f"{display(opt)}, lr$_0$ = {fmt(lr)}", color="black")
         top.set_ylim(-0.05, 1.1)
+        if j > 0:
+            top.set_axis_off()
+            top.text(0.5, 0.3, "lr(t)/lr$_0$ as in the first panel", transform=top.transAxes,
+                     ha="center", fontsize=6, color="0.4")
         log_axis(ax, "y", None)
         ax.set_xlabel("step")
         parts.append(f"{display(opt)} at lr {fmt(lr)}: " + ", ".join(
@@ -178,10 +186,14 @@ def learning_rate_schedules(results):
             + (fmt(g["final_loss"].mean()) if (g["status"] == "completed").all() else "diverged")
             for s, g in losses.items()))
         numbers.setdefault(opt, {})["largest_stable_constant_lr"] = top_lr
-    caption = (f"Learning-rate schedules compared: lr(t)/lr0 as the runs recorded it (top) and "
-               f"the training loss on the full training set (bottom; mean and seed range), per "
+    n_seeds = int(table["seed"].nunique())
+    spread = "one seed" if n_seeds == 1 else f"mean and seed range over {n_seeds} seeds"
+    caption = (f"Learning-rate schedules compared: lr(t)/lr0 as the runs recorded it (top, the "
+               f"same for every optimizer) and the training loss on the full training set "
+               f"(bottom; {spread}), per "
                f"optimizer at the learning rate that was best with a constant schedule. Final "
                f"training loss: {'; '.join(parts)}. At the largest learning rate at which the "
                f"{SCHEDULE_NAMES.get(schedules[0], schedules[0])} schedule completed: "
                f"{'; '.join(high)}." + failed_note(failed))
-    return [Figure(fig, "learning_rate_schedules", caption, numbers)]
+    return [Figure(fig, "learning_rate_schedules", with_verdict(caption, "learning_rate", results),
+                   numbers)]

@@ -10,6 +10,7 @@
 import numpy as np
 
 from . import Figure, figure
+from ._runs import with_verdict
 from ._curves import (
     at_step,
     completed_runs,
@@ -129,7 +130,7 @@ def loss_gradients(results):
         f"{fmt(g6['mse+softmax'])} under MSE on a softmax, and {fmt(g6['cross_entropy+softmax'])} "
         f"under cross-entropy (its gradient yhat - y does not vanish with the output's slope). "
         + (f"Measured at initialization in this study's runs: {logits}." if measured else ""))
-    return [Figure(fig, "loss_gradients", caption, numbers)]
+    return [Figure(fig, "loss_gradients", with_verdict(caption, "losses", results), numbers)]
 
 
 @figure("loss_curves")
@@ -166,7 +167,7 @@ def loss_curves(results):
             if points:
                 mark_diverged(axes[row, col], *zip(*points), label="diverged (last finite point)")
         axes[0, col].set_title(f"init gain {fmt(gain)}")
-        axes[0, col].set_ylim(0, 1)
+        axes[0, col].set_ylim(0, 1.04)  # a curve at 100% stays inside the frame
         axes[1, col].set_xlabel("step")
         log_axis(axes[1, col], "y")
     if gains:
@@ -186,4 +187,4 @@ def loss_curves(results):
         f"weight matrix scaled; gain > 1 saturates the outputs at init). Mean and min-max band "
         f"over seeds. Final test accuracy, {'; '.join(parts)}."
         + (f" {failed} failed runs have no data." if failed else ""))
-    return [Figure(fig, "loss_curves", caption, numbers)]
+    return [Figure(fig, "loss_curves", with_verdict(caption, "losses", results), numbers)]

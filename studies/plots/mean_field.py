@@ -27,11 +27,12 @@ from matplotlib.lines import Line2D
 from studies.theory import mean_field as theory
 
 from . import Figure, figure
-from ._runs import failed_note, runs_with_data
+from ._runs import failed_note, runs_with_data, with_verdict
 from .style import (FULL_WIDTH, color_for, display, fmt, legend_rows, log_axis, new_figure,
                     seed_band)
 
 KEYS = ("activation", "sigma_w2", "sigma_b2", "depth", "width")
+UNBOUNDED = ("relu", "leaky_relu")  # homogeneous: q has no fixed point above the line
 ACTIVATION_ORDER = ("tanh", "relu", "sigmoid", "elu", "gelu", "leaky_relu", "gelu_tanh")
 PHASE_COLOR_LIMIT = 0.5   # |log chi_1| at which the phase diagram's colors saturate
 TOLERANCE = 0.03     # |measured - predicted| log chi_1 band drawn in the residual panel
@@ -143,15 +144,15 @@ def _diverged_note(table):
             + "); only their step-0 gradients are used, as for every run.")
 
 
-def _caption_table(summary):
-    parts = []
-    for r in summary.itertuples():
-        parts.append(f"{display(r.activation)} sigma_w^2={fmt(r.sigma_w2)}"
-                     + (f"/sigma_b^2={fmt(r.sigma_b2)}" if summary["sigma_b2"].nunique() > 1
-                        else "")
-                     + f": {fmt(math.exp(r.predicted))} vs {fmt(math.exp(r.measured))}"
-                     f" ({'+' if r.error >= 0 else ''}{r.error:.3f})")
-    return "; ".join(parts)
+def _worst(summary):
+    """The setting whose measured log chi_1 is farthest from the prediction, as text."""
+    finite = summary[np.isfinite(summary["error"])]
+    if finite.empty:
+        return "none measured"
+    r = finite.loc[finite["error"].abs().idxmax()]
+    return (f"{display(r.activation)} sigma_w^2={fmt(r.sigma_w2)}: chi_1 "
+            f"{fmt(math.exp(r.predicted))} predicted vs {fmt(math.exp(r.measured))} measured "
+            f"[{fmt(math.exp(r.low))}, {fmt(math.exp(r.high))}]")
 
 
 def _numbers(summary):
@@ -206,10 +207,11 @@ def mean_field_profiles(results):
                f"relative to the last hidden layer (log scale), against the mean-field "
                f"prediction prod_k chi_1(q_k) with q_k = E[z_k^2] measured per layer (dashed); "
                f"grey: layers left out of the fit. {_setup_text(table)}. Per-layer factor "
-               f"chi_1 predicted (at q*) vs measured (mean over seeds; difference in log): "
-               f"{_caption_table(summary[summary['sigma_b2'] == shown_b2])}."
-               + _diverged_note(table) + failed_note(failed))
-    return [Figure(fig, "mean_field_profiles", caption, _numbers(summary))]
+               f"chi_1 predicted (at q*) vs measured (mean over seeds), largest log "
+               f"difference: {_worst(summary[summary['sigma_b2'] == shown_b2])} (every setting "
+               f"in the mean_field_chi1 figure)." + _diverged_note(table) + failed_note(failed))
+    return [Figure(fig, "mean_field_profiles", with_verdict(caption, "mean_field", results),
+                   _numbers(summary))]
 
 
 def _theory_curve(activation, sigma_b2, grid):
@@ -293,13 +295,12 @@ def mean_field_chi1(results):
                f"fixed point q* (lines) and measured (markers: mean over seeds, bars: seed "
                f"range); right: the measured minus predicted log chi_1 (grey band "
                f"+-{TOLERANCE}). {_setup_text(table)}. Largest |measured - predicted| log "
-               f"chi_1: {fmt(numbers['max_abs_log_error'])}, mean "
+               f"chi_1: {fmt(numbers['max_abs_log_error'])} ({_worst(summary)}), mean "
                f"{fmt(numbers['mean_abs_log_error'])}; mean signed difference "
                f"{signed} (finite width biases the measured log ratio slightly low, as "
                f"E[log X] < log E[X]). Critical sigma_w^2 (chi_1 = 1): "
-               f"{'; '.join(crit_text)}. Table (chi_1 predicted vs measured): "
-               f"{_caption_table(summary)}." + _diverged_note(table) + failed_note(failed))
-    return [Figure(fig, "mean_field_chi1", caption, numbers)]
+               f"{'; '.join(crit_text)}." + _diverged_note(table) + failed_note(failed))
+    return [Figure(fig, "mean_field_chi1", with_verdict(caption, "mean_field", results), numbers)]
 
 
 @figure("mean_field_phase")
@@ -319,8 +320,11 @@ def mean_field_phase(results):
         crit = np.array([_critical(act, b) for b in b_grid])
         ax.plot(crit, b_grid, color="black", linewidth=1.2, label="order-to-chaos line")
         ok = np.isfinite(crit)
+        unbounded = act in UNBOUNDED  # no chaotic phase: above the line q grows without bound
         ax.fill_betweenx(b_grid[ok], 0, crit[ok], color="#d6e4f0", linewidth=0, zorder=0)
-        ax.fill_betweenx(b_grid[ok], crit[ok], w_max, color="#f5dcd6", linewidth=0, zorder=0)
+        ax.fill_betweenx(b_grid[ok], crit[ok], w_max, color="#eeeeee" if unbounded
+                         else "#f5dcd6", hatch="///" if unbounded else None,
+                         edgecolor="#cccccc" if unbounded else None, linewidth=0, zorder=0)
         sub = summary[summary["activation"] == act]
         sc = ax.scatter(sub["sigma_w2"], sub["sigma_b2"], c=sub["measured"], cmap=cmap,
                         norm=norm, s=22, edgecolors="black", linewidths=0.5, zorder=3)
@@ -330,8 +334,8 @@ def mean_field_phase(results):
         ax.set_ylabel(r"$\sigma_b^2$")
         ax.set_title(display(act))
         ax.text(0.04, 0.9, "ordered\n(vanishing)", transform=ax.transAxes, fontsize=6)
-        ax.text(0.96, 0.9, "chaotic\n(exploding)", transform=ax.transAxes, fontsize=6,
-                ha="right")
+        ax.text(0.96, 0.9, "q unbounded\n(no chaotic phase;\nexploding)" if unbounded
+                else "chaotic\n(exploding)", transform=ax.transAxes, fontsize=6, ha="right")
         lines.append(f"{display(act)}: " + ", ".join(
             f"{fmt(_critical(act, b))} at sigma_b^2={fmt(b)}" for b in (0.0, 0.05, 0.5)))
     cbar = fig.colorbar(sc, ax=axes[0].tolist(), shrink=0.9, pad=0.01, extend="both")
@@ -345,10 +349,12 @@ def mean_field_phase(results):
     numbers["configurations"] = len(sides)
     caption = (f"Order-to-chaos phase diagram: the critical sigma_w^2 at which chi_1 = 1, "
                f"against sigma_b^2 (studies.theory.mean_field.critical_sigma_w2; blue: ordered, "
-               f"gradients vanish; red: chaotic, they explode), with the studied "
+               f"gradients vanish; red: chaotic, they explode; hatched grey for ReLU, which "
+               f"has no chaotic phase: above sigma_w^2 = 2 the length q grows without bound "
+               f"and gradients grow by sigma_w^2/2 per layer), with the studied "
                f"configurations colored by their measured log chi_1 (mean over seeds). "
                f"Critical line: {'; '.join(lines)}. {sum(sides)} of {len(sides)} "
                f"configurations fall on the predicted side (|predicted log chi_1| < 0.02 "
                f"counts as on the line). {_setup_text(table)}." + _diverged_note(table)
                + failed_note(failed))
-    return [Figure(fig, "mean_field_phase", caption, numbers)]
+    return [Figure(fig, "mean_field_phase", with_verdict(caption, "mean_field", results), numbers)]

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from . import Figure, figure
+from ._runs import with_verdict
 from ._curves import (
     completed_runs,
     diverged_points,
@@ -133,4 +134,4 @@ def optimizer_curves(results):
         f"(crosses: diverged). {'; '.join(parts)}. "
         f"{len(points)} run(s) diverged."
         + (f" {failed} failed runs have no data." if failed else ""))
-    return [Figure(fig, "optimizer_curves", caption, numbers)]
+    return [Figure(fig, "optimizer_curves", with_verdict(caption, "optimizers", results), numbers)]

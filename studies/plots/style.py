@@ -24,8 +24,8 @@ FULL_WIDTH = 7.0
 DPI = 200
 
 ACTIVATION_COLORS = {"identity": "#7f7f7f", "sigmoid": "#1f77b4", "tanh": "#ff7f0e",
-                     "relu": "#2ca02c", "leaky_relu": "#98df8a", "elu": "#9467bd",
-                     "gelu": "#d62728", "gelu_tanh": "#ff9896", "softmax": "#17becf"}
+                     "relu": "#2ca02c", "leaky_relu": "#8c564b", "elu": "#9467bd",
+                     "gelu": "#d62728", "gelu_tanh": "#e377c2", "softmax": "#17becf"}
 OPTIMIZER_COLORS = {"sgd": "#1f77b4", "momentum": "#ff7f0e", "nesterov": "#2ca02c",
                     "rmsprop": "#9467bd", "adam": "#d62728"}
 INIT_COLORS = {"naive_normal": "#8c564b", "naive_uniform": "#c49c94",

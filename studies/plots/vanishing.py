@@ -25,6 +25,7 @@ from matplotlib.transforms import blended_transform_factory
 from kernels.activations import ACTIVATIONS
 
 from . import Figure, figure
+from ._runs import with_verdict
 from ._vanishing_table import (
     STANDARD_INIT,
     _check,
@@ -156,7 +157,7 @@ def profiles(results):
                + (f"geometric mean over {seeds} seeds with min-max band. " if seeds > 1
                   else "one seed. ")
                + _contrast_sentence(numbers) + " " + _status_sentence(numbers))
-    return [Figure(fig, "vanishing_profiles", caption, numbers)]
+    return [Figure(fig, "vanishing_profiles", with_verdict(caption, "vanishing", results), numbers)]
 
 
 @figure("vanishing_ratio")
@@ -226,7 +227,7 @@ def ratio(results):
                + _contrast_sentence(numbers) + " "
                + _final_sentence(numbers, last) + " "
                + _status_sentence(numbers))
-    return [Figure(fig, "vanishing_ratio", caption, numbers)]
+    return [Figure(fig, "vanishing_ratio", with_verdict(caption, "vanishing", results), numbers)]
 
 
 def _mark_zero(ax, x, color, size=4):
@@ -378,4 +379,4 @@ def heatmap(results):
                f"activation, the standard init and the matched one (Xavier for sigmoid/tanh, "
                f"He for ReLU). White: exactly zero; grey: not finite; hatched: steps after a "
                f"divergence. {details}.")
-    return [Figure(fig, "vanishing_heatmap", caption, numbers)]
+    return [Figure(fig, "vanishing_heatmap", with_verdict(caption, "vanishing", results), numbers)]

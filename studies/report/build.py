@@ -1,5 +1,7 @@
 """`gradlab report`: run every bundled study, draw its figures, and write one report that reads
 like the appendix of REPORT.md: each figure under the section it illustrates, with its caption.
+At the top, the findings table (also out/findings.csv): each study's published claim, the
+criterion, what its runs measured and the verdict, from studies.analysis.findings.
 
     summary = build_report(scale="smoke", out="results/report")   # runs, draws, writes
     summary.markdown, summary.html                                # index.md, index.html
@@ -17,6 +19,8 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+
+from studies.report.findings_table import findings_html, findings_markdown, write_findings
 
 # The sections of REPORT.md that studies illustrate, in the report's order, with the claim each
 # makes (paraphrased) so a reader sees what the figures test.
@@ -75,6 +79,7 @@ class StudyReport:
     figures: list = field(default_factory=list)     # dicts: name, stem, png, pdf, caption
     errors: list = field(default_factory=list)      # (where, message)
     failed_runs: list = field(default_factory=list)  # (run_id, error)
+    findings: list = field(default_factory=list)    # rows of studies.analysis.findings
 
     @property
     def runs(self):
@@ -145,6 +150,7 @@ def _label_counts(runs):
 
 def report_study(path, scale, out, results_root, workers=None, show_progress=True):
     """Runs, loads and draws one study; never raises (errors land in .errors)."""
+    from studies.analysis.findings import findings_for
     from studies.plots import draw, load_current
     from studies.run.runner import run_study
     from studies.spec import load_spec
@@ -177,6 +183,10 @@ def report_study(path, scale, out, results_root, workers=None, show_progress=Tru
     if "error" in runs:
         failed = runs[runs["status"] == "failed"]
         study.failed_runs = [(r.run_id, str(r.error)) for r in failed.itertuples()]
+    try:
+        study.findings = findings_for(spec.name, results)
+    except Exception as err:
+        study.errors.append(("findings", _error(err)))
     if not spec.figures:
         study.errors.append(("figures", "the spec lists no figures (figures = [...])"))
     figure_errors = []
@@ -243,12 +253,14 @@ def build_report(scale="quick", out="results/report", results_root="results", wo
                             versions=info.get("versions", {}),
                             command=f"gradlab report --scale {scale}"
                             + (f" --only {','.join(only)}" if only else ""))
+    write_findings(summary.studies, out / "findings.csv")
     Path(summary.markdown).write_text(render_markdown(summary))
     Path(summary.html).write_text(render_html(summary))
     return summary
 
 
 # ---------------------------------------------------------------- rendering
+
 
 def _grouped(studies):
     """[(top, title, claim, [(sub, title, claim, [studies])])] in report order."""
@@ -321,6 +333,7 @@ def render_markdown(summary):
              "the report section it illustrates; its caption says what it shows and its key "
              "numbers.", ""]
     lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in _header_facts(summary)]
+    lines += findings_markdown(summary.studies)
     lines += ["", "## Studies", "",
               "| study | section | runs | completed | diverged | failed | labels | wall time "
               "| status |", "|---|---|---|---|---|---|---|---|---|"]
@@ -419,7 +432,7 @@ def render_html(summary):
              "</code>. Each figure sits under the report section it illustrates; its caption "
              "says what it shows and its key numbers.</p>", '<table class="facts">']
     parts += [f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in _header_facts(summary)]
-    parts += ["</table>", "<h2>Studies</h2>", "<table><tr><th>study</th><th>section</th>"
+    parts += ["</table>"] + findings_html(summary.studies) + ["<h2>Studies</h2>", "<table><tr><th>study</th><th>section</th>"
               "<th>runs</th><th>completed</th><th>diverged</th><th>failed</th><th>labels</th>"
               "<th>wall time</th><th>status</th></tr>"]
     for s in summary.studies:

@@ -2,7 +2,10 @@
 the sigmoid's vanishing gradient against the ReLU family's even one."""
 import numpy as np
 import pytest
-from _study_helpers import run_and_draw
+from _study_helpers import run_and_draw, verdicts
+
+from studies.analysis.findings.common import runs_with
+from studies.plots import current
 
 from studies.plots.activations import ELEMENTWISE
 
@@ -45,3 +48,13 @@ def test_layer_statistics_at_init_are_stored_per_hidden_layer(study):
     # sigmoid outputs sit in (0, 1) around 1/2 with a small spread; tanh's shrink with depth
     assert numbers["sigmoid"]["a_std_first"] < 0.3
     assert numbers["tanh"]["a_std_top"] < numbers["tanh"]["a_std_first"]
+
+
+def test_finding_activations_at_smoke_scale(study):
+    rows, verdict = verdicts("activations", study[0])
+    # smoke has no linear net, so two rows: sigmoid's first-layer gradient is the smallest,
+    # and sigmoid trains slowest, tanh next, the ReLU family best
+    assert verdict == ["reproduced", "reproduced"]
+    runs = runs_with(current(study[0]), ["activation"])
+    loss = runs.groupby("activation")["end_loss"].mean()
+    assert loss.idxmax() == "sigmoid" and loss["tanh"] > max(loss["relu"], loss["gelu"])

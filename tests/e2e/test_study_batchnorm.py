@@ -9,6 +9,8 @@ from studies.plots import draw
 from studies.run.runner import run_study
 from studies.spec import load_spec
 from studies.store import load
+from studies.analysis.findings.common import runs_with
+from _study_helpers import verdicts
 
 
 @pytest.fixture(scope="module")
@@ -49,3 +51,11 @@ def test_figures_are_drawn(results, tmp_path):
         assert (tmp_path / f"{fig.stem}.pdf").stat().st_size > 0
     accuracy = next(fig for fig, _, _ in made if fig.stem == "batchnorm_accuracy")
     assert "Batch norm lifts accuracy by" in accuracy.caption
+
+
+def test_finding_batchnorm_reproduced(results):
+    rows, verdict = verdicts("batchnorm", results)
+    assert verdict == ["reproduced", "reproduced"]
+    runs = runs_with(results, ["batchnorm"])
+    assert runs[runs["batchnorm"]]["end_test_accuracy"].min() > \
+        runs[~runs["batchnorm"]]["end_test_accuracy"].max()

@@ -10,6 +10,8 @@ from studies.plots import draw
 from studies.run.runner import run_study
 from studies.spec import load_spec
 from studies.store import load
+from studies.analysis.findings.common import runs_with
+from _study_helpers import verdicts
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +67,12 @@ def test_figures_are_drawn(results, tmp_path):
         assert (tmp_path / f"{fig.stem}.pdf").stat().st_size > 0
     threshold = next(fig for fig, _, _ in made if fig.stem == "clipping_threshold")
     assert "no clipping diverged (2/2)" in threshold.caption
+
+
+def test_finding_clipping_is_partly_reproduced(results):
+    """Unclipped lr 3 explodes and clipping at lr 1 ends lower, but at lr 3 only the threshold
+    1 (below 0.5x the mean unclipped norm) trains: partly."""
+    rows, verdict = verdicts("clipping", results)
+    assert verdict == ["partly"]
+    runs = runs_with(results, ["lr", "clip", "clip_threshold"])
+    assert (runs[(runs["lr"] == 3.0) & (runs["clip"] == "none")]["status"] == "diverged").all()

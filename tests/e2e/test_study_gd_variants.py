@@ -2,7 +2,10 @@
 stochastic and mini-batch descent are far ahead of batch descent."""
 import numpy as np
 import pytest
-from _study_helpers import run_and_draw
+from _study_helpers import run_and_draw, verdicts
+
+from studies.analysis.findings.common import runs_with
+from studies.plots import current
 
 
 @pytest.fixture(scope="module")
@@ -43,3 +46,11 @@ def test_small_batches_are_ahead_per_epoch_and_per_sample(study):
     samples = "samples_to_loss_0.5"
     assert v[32][samples] < 0.2 * v[0][samples]
     assert v[1][samples] < v[32][samples]
+
+
+def test_finding_gd_variants_reproduced(study):
+    rows, verdict = verdicts("gd_variants", study[0])
+    assert verdict == ["reproduced", "reproduced"]
+    runs = runs_with(current(study[0]), ["batch_size"])
+    end = runs.groupby("batch_size")["end_loss"].mean()
+    assert end[32] < end[1] and end[0] < end[1]

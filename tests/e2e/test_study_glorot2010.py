@@ -1,7 +1,10 @@
 """The `glorot2010` study (Glorot & Bengio 2010): at smoke scale the gradient picture at
 initialization; at quick scale the top sigmoid layer pushed toward 0 during training."""
 import pytest
-from _study_helpers import run_and_draw
+from _study_helpers import run_and_draw, verdicts
+
+from studies.analysis.findings.common import runs_with
+from studies.plots import current
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +63,8 @@ def test_top_sigmoid_layer_is_pushed_toward_zero(quick):
     assert top["top_mean_init"] == pytest.approx(0.5, abs=0.05)
     assert top["top_mean_final"] < 0.15
     assert top["first_step_top_below"] is not None
+
+
+def test_finding_glorot2010_reproduced(quick):
+    rows, verdict = verdicts("glorot2010", quick[0])
+    assert verdict == ["reproduced", "reproduced"]

@@ -1,7 +1,10 @@
 """The `he2015` study (He et al. 2015) at quick scale: 30-layer plain ReLU nets stall with
 Xavier init and train with He init; Xavier halves the signal variance per layer."""
 import pytest
-from _study_helpers import run_and_draw
+from _study_helpers import run_and_draw, verdicts
+
+from studies.analysis.findings.common import runs_with
+from studies.plots import current
 
 
 @pytest.fixture(scope="module")
@@ -34,3 +37,14 @@ def test_both_inits_train_at_moderate_depth(study):
     training = study[1]["he_training"].numbers
     for init in ("xavier_normal", "he_normal"):
         assert training[init]["depth 8"]["relative_drop"] > 0.5, init
+
+
+def test_finding_he2015_reproduced(study):
+    rows, verdict = verdicts("he2015", study[0])
+    assert verdict == ["reproduced"] * 3
+    runs = runs_with(current(study[0]), ["depth", "init"])
+    deep = runs[runs["depth"] == 30]
+    he = deep[deep["init"] == "he_normal"]
+    xavier = deep[deep["init"] == "xavier_normal"]
+    assert (he["end_loss"] < 0.6 * he["initial_loss"]).all()
+    assert (xavier["end_loss"] > 0.95 * xavier["initial_loss"].clip(upper=2.3026)).all()

@@ -2,7 +2,10 @@
 vanishing output gradient and trains far slower than softmax cross-entropy."""
 import numpy as np
 import pytest
-from _study_helpers import run_and_draw
+from _study_helpers import run_and_draw, verdicts
+
+from studies.analysis.findings.common import runs_with
+from studies.plots import current
 
 from studies.plots.losses import analytic_gradients
 
@@ -59,3 +62,12 @@ def test_objective_key_pairs_loss_and_output_and_rejects_conflicts():
         resolve({"objective": "mse+sigmoid", "loss": "mse"})
     with pytest.raises(ValueError, match="not allowed"):
         resolve({"objective": "cross_entropy+sigmoid"})
+
+
+def test_finding_cross_entropy_classifies_best(study):
+    rows, verdict = verdicts("losses", study[0])
+    assert verdict == ["reproduced"]
+    runs = runs_with(current(study[0]), ["objective", "gain"])
+    acc = runs.groupby(["gain", "objective"])["end_test_accuracy"].mean()
+    for gain in (1.0, 2.0):
+        assert acc[gain].idxmax() == "cross_entropy+softmax"

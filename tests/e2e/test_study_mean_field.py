@@ -13,6 +13,8 @@ from studies.plots import mean_field as M
 from studies.run.runner import run_study
 from studies.spec import load_spec
 from studies.store import load
+from studies.analysis.findings.common import runs_with
+from _study_helpers import verdicts
 
 TOLERANCE = 0.03   # |measured - predicted| log chi_1, mean over seeds
 
@@ -80,7 +82,7 @@ def test_weight_gradient_slope_is_not_what_chi1_predicts(results):
     assert abs(-np.polyfit(fit, w, 1)[0] - predicted) > 0.2
 
 
-def test_figures_are_drawn_with_the_table_in_the_caption(results, tmp_path):
+def test_figures_are_drawn_with_the_worst_setting_in_the_caption(results, tmp_path):
     made = draw(results, tmp_path)
     stems = {fig.stem for fig, _, _ in made}
     assert stems == {"mean_field_profiles", "mean_field_chi1", "mean_field_phase"}
@@ -88,7 +90,15 @@ def test_figures_are_drawn_with_the_table_in_the_caption(results, tmp_path):
         assert (tmp_path / f"{fig.stem}.png").stat().st_size > 0
         assert (tmp_path / f"{fig.stem}.pdf").stat().st_size > 0
     chi1 = next(fig for fig, _, _ in made if fig.stem == "mean_field_chi1")
-    assert "ReLU sigma_w^2=2: 1 vs" in chi1.caption
+    # the caption names the worst setting; the full table is in the figure and its numbers
+    assert "Largest |measured - predicted| log chi_1" in chi1.caption and " vs " in chi1.caption
+    he = [r for r in chi1.numbers["table"] if r["activation"] == "relu" and r["sigma_w2"] == 2.0]
+    assert len(he) == 1 and abs(he[0]["chi1_measured"] - 1.0) < 0.05
     assert chi1.numbers["max_abs_log_error"] < TOLERANCE
     phase = next(fig for fig, _, _ in made if fig.stem == "mean_field_phase")
     assert phase.numbers["same_phase"] == phase.numbers["configurations"]
+
+
+def test_finding_mean_field_reproduced(results):
+    rows, verdict = verdicts("mean_field", results)
+    assert verdict == ["reproduced", "reproduced"]

@@ -15,6 +15,8 @@ from studies.plots import mnist1d as P
 from studies.run.runner import run_id_of, run_study
 from studies.spec import load_spec
 from studies.store import load
+from studies.analysis.findings.common import runs_with
+from _study_helpers import verdicts
 
 torch.set_num_threads(1)
 POINTS = 0.03   # |mean accuracy ours - PyTorch's| over the seeds
@@ -105,3 +107,12 @@ def test_figure_is_drawn_with_accuracies_in_the_caption(results, tmp_path):
     assert mlp["seeds"] == 3 and mlp["readme"] == 0.68
     assert f"{100 * mlp['mean']:.3g}%" in fig.caption
     assert "README 32%" in fig.caption
+
+
+def test_finding_mnist1d_reproduced(results):
+    rows, verdict = verdicts("mnist1d", results)
+    assert verdict == ["reproduced"]
+    runs = runs_with(results, ["depth"])
+    logistic = runs[runs["depth"] == 0]["end_test_accuracy"]
+    mlp = runs[runs["depth"] == 2]["end_test_accuracy"]
+    assert 0.27 < logistic.mean() < 0.37 and 0.60 < mlp.mean() < 0.72

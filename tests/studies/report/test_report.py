@@ -76,6 +76,20 @@ def test_html_is_self_contained_with_captions_and_header(figure_files):
     assert "healthy 3, diverged 1" in row and "ok" in row
 
 
+def test_findings_table_rows_reach_markdown_html_and_csv(figure_files, tmp_path):
+    from studies.report.findings_table import write_findings
+    out, figures = figure_files
+    study = _study("vanishing", "8", figures)
+    study.findings = [{"study": "vanishing", "claim": "a | b", "source": "s", "criterion": "c",
+                       "measured": "1.5 [1, 2] <x>", "verdict": "partly"}]
+    md = R.render_markdown(_summary(out, [study]))
+    assert "| vanishing | a \\| b | s | c | 1.5 [1, 2] <x> | partly |" in md
+    assert "<td>1.5 [1, 2] &lt;x&gt;</td><td>partly</td>" in R.render_html(_summary(out, [study]))
+    write_findings([study], tmp_path / "findings.csv")
+    import pandas as pd
+    assert pd.read_csv(tmp_path / "findings.csv").to_dict("records") == study.findings
+
+
 def test_errors_are_listed_in_table_and_section(figure_files):
     out, figures = figure_files
     broken = _study("broken", "", errors=[("spec", "SpecError: bad.toml: not valid TOML")],
@@ -112,17 +126,30 @@ def test_gradlab_report_smoke_vanishing_end_to_end(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "index.html" in printed and "vanishing" in printed
-    for stem in ("vanishing_profiles", "vanishing_ratio", "vanishing_heatmap"):
+    for stem in ("vanishing_profiles", "vanishing_ratio", "vanishing_heatmap",
+                 "update_ratio_layers"):
         assert (out / "vanishing" / f"{stem}.png").stat().st_size > 5000
         assert (out / "vanishing" / f"{stem}.pdf").stat().st_size > 5000
     html = (out / "index.html").read_text()
     md = (out / "index.md").read_text()
-    assert html.count('src="data:image/png;base64,') == 3
+    assert html.count('src="data:image/png;base64,') == 4
     assert '<h2 id="s8">8 Vanishing and exploding gradients</h2>' in html
     assert "## 8 Vanishing and exploding gradients" in md
     assert "![Figure 1: vanishing_profiles](vanishing/vanishing_profiles.png)" in md
     assert "sigmoid + standard has r = " in md  # the key numbers reach the captions
     assert len(list((stores / "vanishing" / "runs").iterdir())) == 8
+    # the findings table: the same rows as the study's finding function on its store
+    import pandas as pd
+    from studies.analysis.findings import COLUMNS, findings_for
+    table = pd.read_csv(out / "findings.csv")
+    assert list(table.columns) == list(COLUMNS) and set(table.study) == {"vanishing"}
+    expected = findings_for("vanishing", current(load(stores / "vanishing")))
+    assert table.verdict.tolist() == [r["verdict"] for r in expected]
+    assert table.measured.tolist() == [r["measured"] for r in expected]
+    assert md.index("## Findings") < md.index("## Studies")
+    assert html.index("<h2>Findings</h2>") < html.index("<h2>Studies</h2>")
+    for r in expected:
+        assert f"| {r['verdict']} |" in md
     shutil.rmtree(out)
 
 

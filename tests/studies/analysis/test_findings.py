@@ -1,0 +1,104 @@
+"""studies.analysis.findings: one finding function per bundled study, verdicts that follow the
+data (the same function flips its verdict when the stored numbers flip), the verdict rule, the
+seed band, and the table's columns."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from studies.analysis.findings import COLUMNS, VERDICTS, findings_for, known_studies, table, \
+    verdict, verdict_line
+from studies.analysis.findings.common import band
+from studies.spec import bundled_specs
+from studies.store import Results
+
+
+def test_every_bundled_study_has_a_finding_function():
+    assert set(bundled_specs()) <= set(known_studies())
+    assert len(known_studies()) == 13
+
+
+def test_verdict_rule():
+    assert verdict([True, True]) == "reproduced"
+    assert verdict([True, False]) == "partly"
+    assert verdict([False, False]) == "not reproduced"
+    assert verdict([]) == "not reproduced"
+    assert VERDICTS == ("reproduced", "partly", "not reproduced")
+
+
+def test_band_quotes_the_seed_range():
+    assert band([1.0, 2.0, 3.0]) == "2 [1, 3]"
+    assert band([0.5]) == "0.5 (1 seed)"
+    assert band([]) == "n/a" and band([float("nan")]) == "n/a"
+
+
+def _store(end_loss):
+    """An optimizers store: {(optimizer, lr): [end train loss per seed]} (initial loss 2.3)."""
+    runs, hist = [], []
+    for (opt, lr), losses in end_loss.items():
+        for seed, loss in enumerate(losses):
+            run_id = f"{opt}-{lr}-{seed}"
+            runs.append({"run_id": run_id, "optimizer": opt, "lr": lr, "seed": seed,
+                         "status": "completed", "final_train_accuracy": 0.5})
+            hist += [{"run_id": run_id, "step": 0, "train_loss": 2.3, "test_accuracy": 0.1},
+                     {"run_id": run_id, "step": 100, "train_loss": loss,
+                      "test_accuracy": 0.5}]
+    return Results(runs=pd.DataFrame(runs), history=pd.DataFrame(hist),
+                   layers=pd.DataFrame(), manifest={})
+
+
+def _grid(adam_best, sgd_best):
+    out = {}
+    for opt, best in (("adam", adam_best), ("sgd", sgd_best)):
+        for lr, factor in ((0.001, 3.0), (0.01, 1.0), (0.1, 2.0)):
+            out[(opt, lr)] = [best * factor, best * factor * 1.1]
+    return out
+
+
+def test_optimizers_verdict_follows_the_stored_numbers():
+    good = findings_for("optimizers", _store(_grid(adam_best=0.1, sgd_best=0.5)))
+    assert [r["verdict"] for r in good] == ["reproduced"]
+    assert "adam 0.105 [0.1, 0.11] at lr 0.01" in good[0]["measured"]
+    bad = findings_for("optimizers", _store(_grid(adam_best=0.5, sgd_best=0.1)))
+    assert bad[0]["verdict"] == "partly"  # best rates inside the grid, but Adam not the best
+    edge = _grid(adam_best=0.1, sgd_best=0.5)
+    edge[("sgd", 0.1)] = [0.01, 0.011]  # SGD's best at the grid's edge: under-powered
+    assert findings_for("optimizers", _store(edge))[0]["verdict"] == "partly"
+
+
+def test_rows_have_the_table_columns_and_caption_line():
+    rows = findings_for("optimizers", _store(_grid(adam_best=0.1, sgd_best=0.5)))
+    frame = table(rows)
+    assert list(frame.columns) == list(COLUMNS) and len(frame) == 1
+    assert verdict_line(rows) == "Verdict: reproduced (Adam converges fastest)."
+
+
+def test_unknown_study_and_empty_store_say_why():
+    empty = Results(runs=pd.DataFrame(), history=pd.DataFrame(), layers=pd.DataFrame(),
+                    manifest={})
+    assert findings_for("nosuch", empty)[0]["measured"] == "no finding function for this study"
+    assert findings_for("optimizers", empty)[0] == {
+        "study": "optimizers", "claim": "-", "source": "-", "criterion": "-",
+        "measured": "no runs in the store", "verdict": "not reproduced"}
+
+
+def _mnist1d(logistic, mlp):
+    runs, hist = [], []
+    for depth, accs in ((0, logistic), (2, mlp)):
+        for seed, acc in enumerate(accs):
+            run_id = f"d{depth}-{seed}"
+            runs.append({"run_id": run_id, "depth": depth, "seed": seed, "status": "completed",
+                         "final_train_accuracy": acc})
+            hist.append({"run_id": run_id, "step": 10, "train_loss": 1.0, "test_accuracy": acc})
+    return Results(runs=pd.DataFrame(runs), history=pd.DataFrame(hist), layers=pd.DataFrame(),
+                   manifest={})
+
+
+@pytest.mark.parametrize("logistic,mlp,expected", [
+    ([0.31, 0.32, 0.33], [0.66, 0.67, 0.68], "reproduced"),
+    ([0.31, 0.32, 0.33], [0.45, 0.46, 0.47], "partly"),       # MLP far below the README's 68%
+    ([0.60, 0.61, 0.62], [0.45, 0.46, 0.47], "not reproduced")])
+def test_mnist1d_verdict_follows_the_accuracies(logistic, mlp, expected):
+    rows = findings_for("mnist1d", _mnist1d(logistic, mlp))
+    assert rows[0]["verdict"] == expected
+    assert f"MLP (depth 2) {np.mean(mlp):.3g}" in rows[0]["measured"]
