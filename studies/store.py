@@ -41,13 +41,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from studies.analysis.labels import LABELS
+
 TABLES = ("run", "history", "layers")
 TMP_PREFIX = ".tmp-"
 FINISHED = ("completed", "diverged")
 RECORD = "complete.json"
 LOCK = ".lock"
 RECORD_FORMAT = 1
-FIRST_LABELS = ("vanishing", "exploding", "dead", "saturated", "diverged")  # first_<label>
+FIRST_LABELS = LABELS  # first_<label> columns, one per label
 _HELD = {}  # lock path -> [fd, depth]: this process's locks (re-entrant)
 
 

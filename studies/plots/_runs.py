@@ -1,6 +1,8 @@
 """Small store helpers shared by the figure modules of the training studies (learning_rate,
 clipping, batchnorm, dead_relu, mean_field, mnist1d): tidy tables joined with each run's
 configuration, last recorded values, and counts of failed runs for captions."""
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -61,7 +63,9 @@ def with_verdict(caption, study, results):
     rows as the report's findings table); a store the finding function cannot read says so."""
     from studies.analysis.findings import findings_for, verdict_line
     try:
-        line = verdict_line(findings_for(study, results))
+        with warnings.catch_warnings():  # a mean of nothing is no verdict: say so, once
+            warnings.simplefilter("error", RuntimeWarning)
+            line = verdict_line(findings_for(study, results))
     except Exception as err:  # a hand-made or partial store: the figure still draws
         line = f"Verdict: not computed ({type(err).__name__}: {err})."
     return f"{caption.rstrip()} {line}"

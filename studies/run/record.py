@@ -11,7 +11,7 @@ import traceback
 
 import numpy as np
 
-from studies.analysis.labels import diverged_now, format_labels, label_run
+from studies.analysis.labels import LABELS, diverged_now, format_labels, label_run
 from studies.analysis.metrics import layer_statistics
 
 SMOOTHING_ROWS = 64  # divergence by loss factor is judged on a mean over about this many rows
@@ -166,7 +166,7 @@ def _summarize(config, net, history, layers, status, thresholds, train_time, com
            "steps_done": int(hist["step"].max()), "labels": format_labels(run_labels),
            "train_time": float(train_time), "compile_time": float(compile_time),
            "n_params": int(net.n_params)}
-    for label in ("vanishing", "exploding", "dead", "saturated", "diverged"):
+    for label in LABELS:
         run[f"first_{label}"] = int(run_labels[label]) if label in run_labels else -1
     lay = lay.merge(_layer_label_columns(layer_labels), on="layer", how="left")
     return run, hist, lay
