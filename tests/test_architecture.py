@@ -13,14 +13,25 @@ spec = importlib.util.spec_from_file_location("check_imports", ROOT / "scripts" 
 check_imports = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(check_imports)
 
-# Modules whose behaviour one named test module exercises as a whole (the CUDA kernels only run
-# under the simulator or a GPU, through the CUDA API; each study's figures are drawn by its
-# end-to-end test).
+# Modules whose behaviour one named test module exercises as a whole: the CUDA kernels only run
+# under the simulator or a GPU, through the CUDA API; the figure, bench, CLI and report modules
+# through their package's test; the fused step, the epoch loop and the NumPy reference through
+# the gradient and training tests; the chunk driver through the runner's grouped and alone
+# sweeps; the data readers through the dataset tests.
 COVERED_BY = {
     "kernels/cuda/": "tests/kernels/test_cuda.py",
+    "kernels/step.py": "tests/kernels/test_mlp_gradients.py",
+    "kernels/reference.py": "tests/kernels/test_mlp_gradients.py",
+    "kernels/training.py": "tests/kernels/test_multirun.py",
     "studies/plots/": "tests/studies/plots/test_plots.py",
     "studies/bench/": "tests/studies/bench/test_bench.py",
     "studies/cli/": "tests/studies/cli/test_cli.py",
+    "studies/report/": "tests/studies/report/test_report.py",
+    "studies/analysis/findings/": "tests/studies/analysis/test_findings.py",
+    "studies/data/": "tests/studies/data/test_datasets.py",
+    "studies/run/execute.py": "tests/studies/run/test_group.py",
+    "studies/run/record.py": "tests/studies/run/test_group.py",
+    "studies/run/device.py": "tests/kernels/test_cuda.py",
 }
 
 

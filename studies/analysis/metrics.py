@@ -1,5 +1,5 @@
 """Per-layer diagnostics: activation statistics from one forward pass, and tidy rows from the
-fused kernel's per-step records (REFERENCE.md, "Diagnostics").
+fused kernel's per-step records (docs/diagnostics.md).
 
     stats = layer_statistics(net, x_eval)            # list of dicts, one per layer 1..L
     steps, layers = step_frames(history.steps)       # DataFrames (step, ...), (step, layer, ...)

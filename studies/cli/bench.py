@@ -1,6 +1,6 @@
 """`gradlab bench`: validate every kernel against its NumPy reference, then time it against NumPy,
 PyTorch eager and JAX jit over a matrix of shapes in float32 and float64; prints the ratio table
-and the issue-5 targets, writes CSV/Parquet/figures under --out (see studies/bench.py)."""
+and the performance targets, writes CSV/Parquet/figures under --out (studies.bench.runner)."""
 import os
 
 

@@ -62,7 +62,7 @@ def _name(objective):
 
 def analytic_gradients(z, k=N_CLASSES):
     """{objective: (loss, dL/dz)} for one example of class 0 with logits (z, 0, ..., 0): MSE
-    sum_j (yhat_j - y_j)^2 and cross-entropy -log yhat_0 (REFERENCE.md conventions)."""
+    sum_j (yhat_j - y_j)^2 and cross-entropy -log yhat_0 (docs/conventions.md)."""
     z = np.asarray(z, dtype=float)
     s = 1.0 / (1.0 + np.exp(-z))                    # sigmoid output of the true class
     s0 = 0.5                                         # the other K-1 sigmoid outputs (logit 0)

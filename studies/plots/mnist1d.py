@@ -15,7 +15,7 @@ from ._runs import failed_note, joined, runs_with_data, seed_stats, with_verdict
 from .style import FULL_WIDTH, color_for, fmt, legend_below, mark_diverged, new_figure, seed_band
 
 README = {2: 0.68, 0: 0.32}          # mnist1d README: MLP, logistic regression
-PYTORCH_REFERENCE = (0.64, 0.66)     # REFERENCE.md: the same MLP setup trained in PyTorch
+PYTORCH_REFERENCE = (0.64, 0.66)     # the same MLP setup trained in PyTorch
 MODEL_COLORS = {2: color_for("activation", "relu"), 0: color_for("activation", "identity")}
 
 

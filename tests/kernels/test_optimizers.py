@@ -77,7 +77,7 @@ def kernel_step(opt, params, grads, m, v, t, split=None):
 
 def hand_update(name, theta, g, m, v, t, lr, mu=0.0, rho=0.0, eps=0.0, wd=0.0,
                 eps_inside_sqrt=True, nesterov=False):
-    """The update written out from REFERENCE.md, one optimizer at a time (independent of
+    """The update written out from the formulas of docs/conventions.md, one optimizer at a time (independent of
     update_reference). Returns (new theta, new m, new v, the step d with theta_new = theta - d)."""
     g = g + wd * theta
     m, v = m.copy(), v.copy()
