@@ -1,6 +1,6 @@
 """Curvature rows of the benchmark: one Hessian-vector product and the per-example gradient
 norms of a batch, ours against PyTorch in the same run, each validated against the float64
-NumPy reference before it is timed (timing.validate, timing.time_group).
+NumPy reference before it is timed (timing.timed_rows).
 
 Implementations (tanh MLP, cross-entropy, the batch as given, parameters as ours):
 - hvp: `MLP.hvp` (R-operator, one compiled call); torch double backward (autograd.grad of
@@ -22,7 +22,7 @@ from kernels.per_example import per_example_sq_reference
 from kernels.reference import reference_trace_of
 from kernels.step import gradients_packed
 from studies.bench.cases import Case, Impl
-from studies.bench.timing import time_group, validate
+from studies.bench.timing import timed_rows
 
 NETS = [([40, 64, 64, 10], 64), ([784, 100, 100, 10], 128)]
 
@@ -168,21 +168,7 @@ class TorchCurvature:
 def measure(case, min_sample, repeats):
     """Rows as the benchmark's other cases give them: validation, then the timing statistics,
     and on our row ratio_<impl> = median(impl) / median(ours)."""
-    checks = validate(case)
-    timings = time_group({n: i for n, i in case.impls.items() if checks[n] is None}, min_sample,
-                         repeats)
-    rows = []
-    for name in case.impls:
-        row = {"group": case.group, "name": case.name, "shape": case.shape, "size": case.size,
-               "dtype": case.dtype, "impl": name, "valid": checks[name] is None,
-               "error": checks[name] or ""}
-        if name in timings:
-            samples, first = timings[name]
-            median = float(np.median(samples))
-            row.update(median_s=median, p25_s=float(np.percentile(samples, 25)),
-                       p75_s=float(np.percentile(samples, 75)), min_s=float(samples.min()),
-                       first_call_s=first, gflops=case.flops / median / 1e9)
-        rows.append(row)
+    rows = timed_rows(case, min_sample, repeats)
     ours = next((r for r in rows if r["impl"] == "gradlab" and "median_s" in r), None)
     for row in rows:
         if ours is not None and "median_s" in row:

@@ -27,8 +27,8 @@ from studies.bench import cases as C
 from studies.bench.breakdown import backward_scaling, step_breakdown
 from studies.bench.peers import available_peers, matmul_rate, numpy_train_step
 from studies.bench.sweep import run_sweep
-from studies.bench.timing import time_group, validate
-from studies.bench.cases import ALL_NETS, TARGET_NETS  # noqa: F401  (re-exported for callers)
+from studies.bench.timing import timed_rows
+from studies.bench.cases import ALL_NETS
 
 
 
@@ -101,24 +101,13 @@ def add_peers(case, peers):
 
 def measure_case(case, plan, peak):
     """One row per implementation: statistics, validation, GFLOP/s, fraction of peak."""
-    checks = validate(case)
-    ok = {n: i for n, i in case.impls.items() if checks[n] is None}
-    timings = time_group(ok, plan.min_sample, plan.repeats)
-    rows = []
-    for name, impl in case.impls.items():
-        row = {"group": case.group, "name": case.name, "shape": case.shape, "size": case.size,
-               "dtype": case.dtype, "impl": name, "valid": checks[name] is None,
-               "error": checks[name] or ""}
-        if name in timings:
-            samples, first = timings[name]
-            median = float(np.median(samples))
-            row.update(median_s=median, p25_s=float(np.percentile(samples, 25)),
-                       p75_s=float(np.percentile(samples, 75)), min_s=float(samples.min()),
-                       first_call_s=first, compile_s=max(0.0, first - median * impl.per_call),
-                       gflops=case.flops / median / 1e9,
-                       peak_fraction=case.flops / median / 1e9 / peak[case.dtype],
+    rows = timed_rows(case, plan.min_sample, plan.repeats)
+    for row in rows:
+        if "median_s" in row:
+            median, impl = row["median_s"], case.impls[row["impl"]]
+            row.update(compile_s=max(0.0, row["first_call_s"] - median * impl.per_call),
+                       peak_fraction=row["gflops"] / peak[case.dtype],
                        gelem_per_s=case.elements / median / 1e9)
-        rows.append(row)
     return rows
 
 

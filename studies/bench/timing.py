@@ -77,3 +77,24 @@ def time_group(impls, min_sample, repeats, rounds=2, single_call=20e-6, settle=S
                 if sample:  # the first is the warm-up
                     samples[name] += [t / impl.per_call for t in chunk]
     return {name: (np.array(samples[name]), plan[name][1]) for name in impls}
+
+
+def timed_rows(case, min_sample, repeats):
+    """One row per implementation of a case: validation, then median, quartiles, minimum and
+    first-call seconds, and GFLOP/s; implementations that failed validation are not timed."""
+    checks = validate(case)
+    timings = time_group({n: i for n, i in case.impls.items() if checks[n] is None}, min_sample,
+                         repeats)
+    rows = []
+    for name in case.impls:
+        row = {"group": case.group, "name": case.name, "shape": case.shape, "size": case.size,
+               "dtype": case.dtype, "impl": name, "valid": checks[name] is None,
+               "error": checks[name] or ""}
+        if name in timings:
+            samples, first = timings[name]
+            median = float(np.median(samples))
+            row.update(median_s=median, p25_s=float(np.percentile(samples, 25)),
+                       p75_s=float(np.percentile(samples, 75)), min_s=float(samples.min()),
+                       first_call_s=first, gflops=case.flops / median / 1e9)
+        rows.append(row)
+    return rows

@@ -14,6 +14,7 @@ from studies.bench.breakdown import PARTS, linear_fit, step_breakdown
 from studies.bench.cases import HIDDEN_ACTIVATIONS, OPTIMIZERS, Impl
 from studies.bench.peers import available_peers
 from studies.bench.tables import net_label
+from studies.bench.timing import time_group, validate
 from studies.cli.main import main
 
 # every kernel kind, every activation and optimizer, shapes small enough for seconds
@@ -38,7 +39,7 @@ def test_every_benchmarked_kernel_matches_its_reference(dtype, peers):
     for case in cases:
         bench.add_peers(case, peers)
         assert {"gradlab", "numpy"} <= set(case.impls)
-        for impl, report in bench.validate(case).items():
+        for impl, report in validate(case).items():
             if report:
                 failures.append(f"{impl}: {report}")
     assert not failures, "\n".join(failures)
@@ -65,7 +66,7 @@ def test_validation_reports_a_wrong_kernel():
     case = bench.build_cases(PLAN, "float64", np.random.default_rng(0))[0]
     z = np.zeros((5, 3))
     case.impls["broken"] = Impl(lambda: None, lambda: {"z": z})
-    checks = bench.validate(case)
+    checks = validate(case)
     assert checks["gradlab"] is None and "outside atol" in checks["broken"]
 
 
@@ -84,7 +85,7 @@ def test_time_group_samples_every_implementation():
         calls[key] += 1
     impls = {k: Impl(lambda k=k: bump(k), lambda: {}) for k in calls}
     impls["b"].per_call = 4
-    out = bench.time_group(impls, 1e-4, 3)
+    out = time_group(impls, 1e-4, 3)
     assert set(out) == {"a", "b"} and all(calls.values())
     for samples, first in out.values():
         assert len(samples) >= 3 and (samples > 0).all() and first >= 0
