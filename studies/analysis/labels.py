@@ -23,7 +23,9 @@ starts above it and only learns its output biases has learned nothing); else L_r
 - exploding: r_l > exploding_ratio, or a non-finite ||dL/dW_l|| / ||dL/db_l|| (per layer and
   run), or (run) the global gradient norm > exploding_norm or non-finite.
 - dead: dead_fraction > dead_fraction (run: any layer); saturated: likewise.
-- diverged (run only): non-finite loss or global gradient norm (the kernel stops there), or
+- diverged (run only): a row the runner marked diverged (a non-finite loss, gradient or
+  update: the kernel refuses the step and the run stops), non-finite loss or global gradient
+  norm, or
   loss > divergence_factor x L0, or L_end > (1 + final_rise) L0 (the run ended worse than it
   started; first step: where the loss rose above that bar for good).
 - stalled (run only, when not diverged): the run did not learn: L_end > (1 - min_improvement)
@@ -174,6 +176,8 @@ def _run_step_labels(history, t, run):
     with np.errstate(invalid="ignore"):
         if math.isfinite(loss[0]) and loss[0] > 0:
             bad |= loss > t.divergence_factor * loss[0]
+    if "diverged" in h:  # the runner stopped the run there (e.g. a non-finite update refused)
+        bad |= h["diverged"].fillna(False).to_numpy(bool)
     _fire(run, "diverged", _first(steps, bad))
     curve_steps, curve = _loss_curve(history)
     if curve.size and curve[0] > 0:

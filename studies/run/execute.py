@@ -136,7 +136,7 @@ def train_group(configs, labels=None):
         engine.run_steps(x, y, orders, batch, opts, clips, recs)
         share = (time.perf_counter() - started) / len(active)
         for r in list(active):
-            if logs[r].record(step, measured[r], recs[r], n_steps, bool(recs[r].status[0]),
+            if logs[r].record(step, measured[r], recs[r], n_steps, int(recs[r].status[0]),
                               share):
                 engine.frozen[r] = True
                 active.remove(r)

@@ -11,8 +11,13 @@ import traceback
 
 import numpy as np
 
+from kernels.layout import DIVERGED_GRADIENT, DIVERGED_LOSS, DIVERGED_UPDATE
+
 from studies.analysis.labels import LABELS, diverged_now, format_labels, label_run
 from studies.analysis.metrics import layer_statistics
+
+DIVERGENCE_CAUSES = {DIVERGED_LOSS: "non-finite loss", DIVERGED_GRADIENT: "non-finite gradient",
+                     DIVERGED_UPDATE: "non-finite update"}
 
 SMOOTHING_ROWS = 64  # divergence by loss factor is judged on a mean over about this many rows
 
@@ -63,6 +68,7 @@ class RunLog:
         self.smoothing = max(1, -(-SMOOTHING_ROWS // batch))
         self.history, self.layers, self.recent = [], [], []
         self.status, self.initial_loss, self.train_time = "completed", None, 0.0
+        self.divergence_cause = ""
 
     def order(self, step, n_steps):
         """Row order of the chunk of n_steps steps from `step`."""
@@ -86,8 +92,9 @@ class RunLog:
         n_steps 0 for the final row) and the divergence test; `seconds` of training are added.
         Returns True when the run stops here (diverged)."""
         evals, stats = measured
-        if nonfinite:
+        if nonfinite:  # the kernel's status code: which quantity of the step was not finite
             self.status = "diverged"
+            self.divergence_cause = DIVERGENCE_CAUSES.get(int(nonfinite), "non-finite step")
         if self.initial_loss is None:
             self.initial_loss = evals["train_loss"]  # the whole training set, before any update
         history = self.history  # the step's own row: record row 0, the chunk's first step
@@ -102,6 +109,7 @@ class RunLog:
         if bad < 0:
             return False
         self.status = "diverged"
+        self.divergence_cause = self.divergence_cause or "loss above the divergence factor"
         if bad > 0:
             history.append(_history_row(step + bad, (step + bad) / self.per_epoch, rec, bad, {},
                                         n_steps, self.status))
@@ -109,9 +117,13 @@ class RunLog:
         return True
 
     def summarize(self, net, compile_time):
-        """(run_row, history DataFrame, layers DataFrame) of the finished run."""
-        return _summarize(self.config, net, self.history, self.layers, self.status,
-                          self.thresholds, self.train_time, compile_time)
+        """(run_row, history DataFrame, layers DataFrame) of the finished run; the run row's
+        divergence_cause says what stopped a diverged run (a non-finite loss, gradient or
+        update, or the loss factor), so an exploding gradient is told from an invalid update."""
+        run, hist, lay = _summarize(self.config, net, self.history, self.layers, self.status,
+                                    self.thresholds, self.train_time, compile_time)
+        run["divergence_cause"] = self.divergence_cause
+        return run, hist, lay
 
 
 def _first_divergent(losses, initial_loss, thresholds, recent, window):
