@@ -252,3 +252,19 @@ def test_make_clip():
         make_clip("global_norm")
     with pytest.raises(ValueError, match="^clip threshold: expected a positive finite"):
         make_clip("layer_norm", float("inf"))
+
+
+def test_an_input_too_large_for_float32_says_it_overflows_not_that_it_is_nan():
+    import warnings
+
+    from kernels.validation import check_inputs
+    x = np.ones((2, 3))
+    x[0, 0] = 1e39
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"^x: values up to 1e\+39 overflow float32"):
+            check_inputs(x, 3, np.float32)
+    assert check_inputs(x, 3, np.float64)[0, 0] == 1e39
+    x[1, 1] = np.nan
+    with pytest.raises(ValueError, match="^x: contains NaN or Inf$"):
+        check_inputs(x, 3, np.float64)
