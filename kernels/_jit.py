@@ -65,3 +65,10 @@ def kernel_ordered(func):
     bits. Such kernels accumulate in LANES explicit partial sums (a vector register's worth,
     each summed in order), combined in a fixed order at the end: vectorized and reproducible."""
     return _cached(func, fastmath=FASTMATH - {"reassoc"})
+
+
+def kernel_exact_order(func):
+    """A kernel compiled without `reassoc` and `contract`: each sum and product in the order
+    written, no fused multiply-adds formed, so a fresh compilation and the cached one give the
+    same bits whatever LLVM inlines where (the curvature kernels' tangent passes)."""
+    return _cached(func, fastmath=FASTMATH - {"reassoc", "contract"})

@@ -24,7 +24,8 @@ from .batchnorm import batchnorm_backward_reference, batchnorm_forward_reference
 from .dense import dense_backward_input
 from .layout import allocate_record, pack_record, unpack_netspec, unpack_workspace
 from .losses import CROSS_ENTROPY, cross_entropy_reference, mse_reference
-from .rop import kernel_exact_order, activation_tangent_backward, activation_tangent_forward, \
+from ._jit import kernel_exact_order
+from .rop import activation_tangent_backward, activation_tangent_forward, \
     batchnorm_tangent_backward, batchnorm_tangent_forward, dense_tangent_backward, \
     dense_tangent_backward_input, dense_tangent_forward, softmax_rows_tangent_backward, \
     softmax_rows_tangent_forward

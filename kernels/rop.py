@@ -23,18 +23,11 @@ ELU's left branch (h <= 0, as its first derivative) is alpha exp(h).
 import numpy as np
 
 from . import vecmath as V
-from ._jit import FASTMATH, _cached
+from ._jit import kernel_exact_order
 from .activations import ELU, GELU, GELU_TANH, IDENTITY, LEAKY_RELU, RELU, SIGMOID, TANH, \
     ACTIVATIONS, derivative_reference
 from .batchnorm import BN_EPS
 from .vecmath import GELU_CUBIC, INV_SQRT_2PI, SQRT_2_OVER_PI
-
-
-def kernel_exact_order(func):
-    """A kernel compiled without `reassoc` and `contract`: each sum and product in the order
-    written, no fused multiply-adds formed, so a fresh compilation and the cached one give the
-    same bits whatever LLVM inlines where."""
-    return _cached(func, fastmath=FASTMATH - {"reassoc", "contract"})
 
 
 # ---------------------------------------------------------------- dense
