@@ -57,14 +57,6 @@ def unpack_tangent(packed):
 
 
 @kernel_exact_order
-def _tblock(buf, net, tw, layer, n_batch):
-    """Layer `layer`'s (n_batch, width) view of a per-unit tangent buffer."""
-    start = tw.cap * net.unit_start[layer]
-    width = net.sizes[layer + 1]
-    return buf[start:start + n_batch * width].reshape(n_batch, width)
-
-
-@kernel_exact_order
 def _scratch(buf, rows, cols):
     return buf[:rows * cols].reshape(rows, cols)
 
@@ -72,8 +64,8 @@ def _scratch(buf, rows, cols):
 @kernel_exact_order
 def _tangent_pre_activation(net, tw, layer, n_batch):
     if net.bn[layer]:
-        return _tblock(tw.rh, net, tw, layer, n_batch)
-    return _tblock(tw.rz, net, tw, layer, n_batch)
+        return _block(tw.rh, net, tw, layer, n_batch)
+    return _block(tw.rz, net, tw, layer, n_batch)
 
 
 @kernel_exact_order
@@ -82,20 +74,20 @@ def tangent_forward(net, params, v, work, tw, n_batch):
     for layer in range(net.sizes.shape[0] - 1):
         n_out = net.sizes[layer + 1]
         a_prev = _layer_input(net, work, layer, n_batch)
-        ra_prev = a_prev if layer == 0 else _tblock(tw.ra, net, tw, layer - 1, n_batch)
-        rz = _tblock(tw.rz, net, tw, layer, n_batch)
+        ra_prev = a_prev if layer == 0 else _block(tw.ra, net, tw, layer - 1, n_batch)
+        rz = _block(tw.rz, net, tw, layer, n_batch)
         dense_tangent_forward(rz, _scratch(tw.scratch, n_batch, n_out), a_prev, ra_prev,
                               _weights(params, net, layer), _weights(v, net, layer),
                               _vector(v, net.b_off[layer], n_out), layer == 0)
         if net.bn[layer]:
             u = net.unit_start[layer]
             batchnorm_tangent_forward(
-                _tblock(tw.rh, net, tw, layer, n_batch), _tblock(tw.rxhat, net, tw, layer, n_batch),
+                _block(tw.rh, net, tw, layer, n_batch), _block(tw.rxhat, net, tw, layer, n_batch),
                 rz, _block(work.xhat, net, work, layer, n_batch), work.bn_var[u:u + n_out],
                 _vector(params, net.g_off[layer], n_out), _vector(v, net.g_off[layer], n_out),
                 _vector(v, net.beta_off[layer], n_out), net.bn_eps)
         rh = _tangent_pre_activation(net, tw, layer, n_batch)
-        ra = _tblock(tw.ra, net, tw, layer, n_batch)
+        ra = _block(tw.ra, net, tw, layer, n_batch)
         a = _block(work.a, net, work, layer, n_batch)
         if net.act_code[layer] == SOFTMAX:
             softmax_rows_tangent_forward(ra, rh, a)
@@ -110,8 +102,8 @@ def tangent_output(net, work, tw, n_batch):
     """R{dL/dh} of the output layer into its R{dz} block (after loss_and_output_grad)."""
     last = net.sizes.shape[0] - 2
     n_out = net.sizes[last + 1]
-    rdh = _tblock(tw.rdz, net, tw, last, n_batch)
-    ra = _tblock(tw.ra, net, tw, last, n_batch)
+    rdh = _block(tw.rdz, net, tw, last, n_batch)
+    ra = _block(tw.ra, net, tw, last, n_batch)
     if net.loss == CROSS_ENTROPY:  # dh = (p - y)/B
         scale = 1.0 / n_batch
         for i in range(n_batch):
@@ -129,7 +121,7 @@ def tangent_output(net, work, tw, n_batch):
         softmax_rows_tangent_backward(rdh, rda, da, ra, a)
     else:
         activation_tangent_backward(rdh.ravel(), rda.ravel(), da.ravel(),
-                                    _tblock(tw.rz, net, tw, last, n_batch).ravel(),
+                                    _block(tw.rz, net, tw, last, n_batch).ravel(),
                                     _pre_activation(net, work, last, n_batch).ravel(), a.ravel(),
                                     net.act_code[last], net.act_param[last])
 
@@ -143,10 +135,10 @@ def _batchnorm_layer_backward(net, params, v, work, tw, hv, layer, n_batch):
     gamma = _vector(params, net.g_off[layer], n_out)
     xhat = _block(work.xhat, net, work, layer, n_batch)
     dh = _scratch(work.dh, n_batch, n_out)
-    out = (_tblock(tw.rdz, net, tw, layer, n_batch), _vector(hv, net.g_off[layer], n_out),
+    out = (_block(tw.rdz, net, tw, layer, n_batch), _vector(hv, net.g_off[layer], n_out),
            _vector(hv, net.beta_off[layer], n_out), _block(work.dz, net, work, layer, n_batch))
-    tangent = (_scratch(tw.rdh, n_batch, n_out), _tblock(tw.rxhat, net, tw, layer, n_batch),
-               _tblock(tw.rz, net, tw, layer, n_batch), _vector(v, net.g_off[layer], n_out))
+    tangent = (_scratch(tw.rdh, n_batch, n_out), _block(tw.rxhat, net, tw, layer, n_batch),
+               _block(tw.rz, net, tw, layer, n_batch), _vector(v, net.g_off[layer], n_out))
     batchnorm_tangent_backward(out, tangent, (dh, xhat, var, gamma), net.bn_eps)
 
 
@@ -158,9 +150,9 @@ def tangent_backward(net, params, v, work, tw, hv, n_batch):
         if net.bn[layer]:
             _batchnorm_layer_backward(net, params, v, work, tw, hv, layer, n_batch)
         dz = _block(work.dz, net, work, layer, n_batch)
-        rdz = _tblock(tw.rdz, net, tw, layer, n_batch)
+        rdz = _block(tw.rdz, net, tw, layer, n_batch)
         a_prev = _layer_input(net, work, layer, n_batch)
-        ra_prev = a_prev if layer == 0 else _tblock(tw.ra, net, tw, layer - 1, n_batch)
+        ra_prev = a_prev if layer == 0 else _block(tw.ra, net, tw, layer - 1, n_batch)
         dense_tangent_backward(_weights(hv, net, layer), _vector(hv, net.b_off[layer], n_out),
                                _scratch(tw.scratch, n_out, n_in), rdz, dz, a_prev, ra_prev,
                                layer == 0)
@@ -176,7 +168,7 @@ def tangent_backward(net, params, v, work, tw, hv, n_batch):
         if net.bn[prev]:
             dh, rdh = _scratch(work.dh, n_batch, n_in), _scratch(tw.rdh, n_batch, n_in)
         else:
-            dh, rdh = _block(work.dz, net, work, prev, n_batch), _tblock(tw.rdz, net, tw, prev,
+            dh, rdh = _block(work.dz, net, work, prev, n_batch), _block(tw.rdz, net, tw, prev,
                                                                         n_batch)
         h_prev = _pre_activation(net, work, prev, n_batch).ravel()
         a_prev_flat = a_prev.ravel()

@@ -136,7 +136,7 @@ def activation_tangent_backward(rdh, rda, da, rh, h, a, code, param):
     """R{dh} = f''(h) R{h} da + f'(h) R{da} over flat buffers, a = f(h); softmax excluded."""
     n = h.shape[0]
     t = rdh.dtype.type
-    zero, half, one, two, param = t(0.0), t(0.5), t(1.0), t(2.0), t(param)
+    zero, one, two, param = t(0.0), t(1.0), t(2.0), t(param)
     if code == IDENTITY:
         for i in range(n):
             rdh[i] = rda[i]

@@ -107,11 +107,11 @@ def check_inputs(x, n_features, dtype, argument="x"):
         raise ValueError(f"{argument}: expected shape (batch, {n_features}), got {arr.shape}")
     if arr.shape[0] == 0:
         raise ValueError(f"{argument}: expected at least one row, got an empty batch")
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise ValueError(f"{argument}: contains NaN or Inf")
     with np.errstate(over="ignore"):
         out = np.ascontiguousarray(arr, dtype=dtype)
     if not np.isfinite(out).all():
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise ValueError(f"{argument}: contains NaN or Inf")
         largest = float(np.max(np.abs(arr)))
         raise ValueError(f"{argument}: values up to {largest:.3g} overflow {np.dtype(dtype).name} "
                          f"(largest finite {float(np.finfo(dtype).max):.3g})")

@@ -31,20 +31,15 @@ __all__ = ["chunk_order", "evaluate", "dataset_for", "build_run", "training_data
            "build_engine", "warm_up", "train_group", "train_run", "execute_group", "execute",
            "config_json"]
 
-# Keys a run of a group may hold on its own (the `per_run` flag of studies.config.FIELDS): they
-# set the initial parameters (seed, init), the data order (seed), the optimizer and its
-# schedule, and clipping, all of which MultiMLP takes per run. Every other key (any new one
-# included) must be equal across the group.
-PER_RUN = PER_RUN_KEYS
-
 
 def group_key(config):
-    """What runs must share to train in one group (JSON of every key not in PER_RUN: data,
+    """What runs must share to train in one group (JSON of every key not in PER_RUN_KEYS, the
+    `per_run` keys of studies.config.FIELDS, which MultiMLP takes per run: data,
     architecture, dtype, steps, metrics_every, batch_size, evaluation...); None for a run that
     trains alone (device "cuda")."""
     if config.get("device", "cpu") != "cpu":
         return None
-    shared = {k: v for k, v in config.items() if k not in PER_RUN}
+    shared = {k: v for k, v in config.items() if k not in PER_RUN_KEYS}
     return json.dumps(shared, sort_keys=True, default=str)
 
 

@@ -10,9 +10,9 @@ import json
 
 import numpy as np
 
-from studies.run.execute import PER_RUN, execute_group, group_key, train_group
+from studies.run.execute import execute_group, group_key, train_group
 
-__all__ = ["MAX_GROUP", "PER_RUN", "group_key", "plan_groups", "train_group", "execute_group"]
+__all__ = ["MAX_GROUP", "group_key", "plan_groups", "train_group", "execute_group"]
 
 MAX_GROUP = 16  # runs per group at most
 

@@ -11,13 +11,11 @@ import traceback
 
 import numpy as np
 
-from kernels.layout import DIVERGED_GRADIENT, DIVERGED_LOSS, DIVERGED_UPDATE
+from kernels.layout import DIVERGENCE_CAUSES
 
 from studies.analysis.labels import LABELS, diverged_now, format_labels, label_run
 from studies.analysis.metrics import layer_statistics
 
-DIVERGENCE_CAUSES = {DIVERGED_LOSS: "non-finite loss", DIVERGED_GRADIENT: "non-finite gradient",
-                     DIVERGED_UPDATE: "non-finite update"}
 
 SMOOTHING_ROWS = 64  # divergence by loss factor is judged on a mean over about this many rows
 

@@ -11,9 +11,14 @@ from studies.config import FIELDS, PER_RUN_KEYS, build_clip, build_optimizer, ch
     resolve
 
 
-def test_per_run_keys_are_the_group_planners_set():
-    from studies.run.group import PER_RUN
-    assert PER_RUN_KEYS == PER_RUN
+def test_per_run_keys_are_what_multimlp_takes_per_run():
+    """The per_run flag marks exactly the keys that set initial parameters, data order,
+    optimizer, schedule and clipping (all per run in MultiMLP); every other key groups."""
+    assert PER_RUN_KEYS == {
+        "seed", "init", "gain", "init_scale", "sigma_w2", "sigma_b2",
+        "optimizer", "lr", "momentum", "beta1", "beta2", "rho", "eps", "eps_inside_sqrt",
+        "weight_decay", "schedule", "step_size", "gamma", "decay_k", "eta_min", "warmup",
+        "clip", "clip_threshold"}
     assert all(FIELDS[k].per_run for k in PER_RUN_KEYS)
 
 

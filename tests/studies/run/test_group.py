@@ -13,9 +13,9 @@ import pytest
 import studies
 from studies.run import runner
 from studies.cli.main import main
-from studies.config import resolve
+from studies.config import PER_RUN_KEYS as PER_RUN, resolve
 from studies.run.execute import train_run
-from studies.run.group import PER_RUN, execute_group, group_key, plan_groups, train_group
+from studies.run.group import execute_group, group_key, plan_groups, train_group
 from studies.run.runner import Task, run_study
 from studies.spec import parse_spec
 

@@ -2,6 +2,7 @@
 stored, so an exploding gradient is told apart from a numerically invalid update."""
 import pytest
 
+from kernels.layout import DIVERGED_UPDATE, DIVERGENCE_CAUSES
 from studies.config import resolve
 from studies.run.execute import train_run
 
@@ -19,7 +20,7 @@ def test_an_overflowing_update_is_stored_as_such_and_not_as_an_exploding_gradien
     # weight decay 1e308 on weights of O(1): the gradient is finite, lr (g + wd theta) is not
     run, history, layers = train_run(resolve({**TINY, "lr": 10.0, "weight_decay": 1e308}))
     assert run["status"] == "diverged"
-    assert run["divergence_cause"] == "non-finite update"
+    assert run["divergence_cause"] == DIVERGENCE_CAUSES[DIVERGED_UPDATE]
     assert "diverged@" in run["labels"] and "exploding" not in run["labels"]
     assert history["grad_norm"].notna().all() and (history["grad_norm"] < 1e10).all()
 
@@ -28,5 +29,5 @@ def test_an_overflowing_update_is_stored_as_such_and_not_as_an_exploding_gradien
 def test_a_blown_up_loss_is_stored_with_its_cause(lr):
     run, _, _ = train_run(resolve({**TINY, "lr": lr, "activation": "relu"}))
     assert run["status"] == "diverged"
-    assert run["divergence_cause"] in ("non-finite loss", "non-finite gradient",
-                                       "non-finite update", "loss above the divergence factor")
+    assert run["divergence_cause"] in (*DIVERGENCE_CAUSES.values(),
+                                       "loss above the divergence factor")
