@@ -62,6 +62,26 @@ FIELDS = {
     "gradient_stats": Field(bool, False, "also record percentiles of the back-propagated "
                             "gradient per layer (g_*; a backward pass over the evaluation rows "
                             "at each metric step)"),
+    # curvature and gradient noise (studies.run.curvature_log; docs/curvature.md)
+    "curvature": Field(bool, False, "also record the Hessian's sharpness (top eigenvalue, "
+                       "Lanczos) and trace (Hutchinson) of the loss on the curvature rows"),
+    "gradient_noise": Field(bool, False, "also record the simple noise scale B_simple = "
+                            "tr(Sigma)/|G|^2 and each layer's gradient SNR on the curvature "
+                            "rows (per-example gradients; not with batch norm)"),
+    "curvature_every": Field(int, 0, "measure curvature/noise at metric steps that are "
+                             "multiples of this (a multiple of metrics_every) and at the last "
+                             "step; 0 = at every metric step", minimum=0, maximum=MAX_STEPS),
+    "curvature_rows": Field(int, 0, "the first this many training rows make the batch whose "
+                            "Hessian and gradient noise are measured; 0 = the whole training "
+                            "set (with batch_size 0, the Hessian of the training loss)",
+                            minimum=0, maximum=MAX_ROWS),
+    "trace_samples": Field(int, 100, "Hutchinson probes of the Hessian trace", minimum=2,
+                           maximum=100000),
+    "sharpness_tol": Field(float, 1e-6, "Lanczos stops when the top Ritz residual is at most "
+                           "this times the eigenvalue", minimum=0, exclusive_minimum=True,
+                           maximum=1, exclusive_maximum=True),
+    "sharpness_max_iter": Field(int, 100, "at most this many Hessian-vector products per "
+                                "sharpness (capped at n_params)", minimum=1, maximum=100000),
     # architecture
     "depth": Field(int, 2, "number of hidden layers", minimum=0, maximum=MAX_DEPTH),
     "width": Field(int, 64, "units per hidden layer", minimum=1, maximum=MAX_WIDTH),
@@ -208,6 +228,27 @@ def _check_combinations(out, where):
     if out["batchnorm"] and out["batch_size"] == 1:
         raise ValueError(f"{where}: batch_size = 1 with batchnorm = true: batch norm needs "
                          f"batches of at least 2 rows; expected batch_size 0 or >= 2")
+    _check_curvature(out, where)
+
+
+def _check_curvature(out, where):
+    """Curvature and noise need the CPU kernels, an interval on the metric steps, per-example
+    gradients (no batch norm) and at least 2 rows for the noise."""
+    if not (out["curvature"] or out["gradient_noise"]):
+        return
+    if out["device"] != "cpu":
+        raise ValueError(f"{where}: curvature/gradient_noise with device = {out['device']!r}: "
+                         f"only the cpu kernels compute them; expected device 'cpu'")
+    every, metrics = out["curvature_every"], out["metrics_every"]
+    if every % metrics:
+        raise ValueError(f"{where}: curvature_every = {every}: expected 0 or a multiple of "
+                         f"metrics_every = {metrics}")
+    if out["gradient_noise"] and out["batchnorm"]:
+        raise ValueError(f"{where}: gradient_noise with batchnorm = true: per-example gradients "
+                         f"are not defined with batch norm; expected batchnorm = false")
+    if out["gradient_noise"] and out["curvature_rows"] == 1:
+        raise ValueError(f"{where}: curvature_rows = 1 with gradient_noise: the noise needs at "
+                         f"least 2 rows; expected 0 or >= 2")
 
 
 def resolve(config, where="config"):
@@ -240,11 +281,21 @@ USED_BY = {
 }
 
 
+# curvature keys -> the switches that use them (reset to defaults while all are off)
+MEASURED_BY = {"curvature_every": ("curvature", "gradient_noise"),
+               "curvature_rows": ("curvature", "gradient_noise"),
+               "trace_samples": ("curvature",), "sharpness_tol": ("curvature",),
+               "sharpness_max_iter": ("curvature",)}
+
+
 def canonical(config):
     """The configuration with keys its choices do not use reset to their defaults."""
     out = dict(config)
     for key, (chooser, users) in USED_BY.items():
         if out[chooser] not in users:
+            out[key] = FIELDS[key].default
+    for key, switches in MEASURED_BY.items():
+        if not any(out[s] for s in switches):
             out[key] = FIELDS[key].default
     return out
 

@@ -15,6 +15,7 @@ from kernels.layout import DIVERGENCE_CAUSES
 
 from studies.analysis.labels import LABELS, diverged_now, format_labels, label_run
 from studies.analysis.metrics import layer_statistics
+from studies.run.curvature_log import CurvatureLog
 
 
 SMOOTHING_ROWS = 64  # divergence by loss factor is judged on a mean over about this many rows
@@ -67,6 +68,7 @@ class RunLog:
         self.history, self.layers, self.recent = [], [], []
         self.status, self.initial_loss, self.train_time = "completed", None, 0.0
         self.divergence_cause = ""
+        self.curvature = CurvatureLog(config, x, y_eval)  # sharpness, trace, noise columns
 
     def order(self, step, n_steps):
         """Row order of the chunk of n_steps steps from `step`."""
@@ -78,6 +80,7 @@ class RunLog:
         evals = evaluate(net, self.data, self.data.x_train, self.y_eval, self.config["eval_rows"])
         stats = layer_statistics(net, self.x_eval, training=True,
                                  y=self.y_eval[:rows] if self.config["gradient_stats"] else None)
+        self.curvature.add(net, evals, stats)
         return evals, stats
 
     def final_record(self, net):

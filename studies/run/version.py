@@ -17,6 +17,7 @@ NUMERIC_SOURCES = (
     "studies/data/*.py",             # data sets, files, splits, standardization
     "studies/run/execute.py",        # the chunk driver
     "studies/run/record.py",         # what a run records, its summary row
+    "studies/run/curvature_log.py",  # its curvature and gradient-noise columns
     "studies/run/group.py",          # which runs train together
     "studies/run/device.py",         # the CUDA engine's records
     "studies/analysis/metrics.py",   # layer statistics
