@@ -17,16 +17,23 @@ RANGE, GRID = "#7570b3", "#1b9e77"
 SUGGEST, BEST, STABLE, EDGE = "#d95f02", "#000000", "#e7298a", "#666666"
 
 
+def _gmean(values):
+    v = np.asarray([x for x in values if np.isfinite(x) and x > 0], float)
+    return float(np.exp(np.mean(np.log(v)))) if v.size else np.nan
+
+
 def _lines(ax, per_seed, best):
-    mean = lambda key: float(np.exp(np.nanmean(np.log([v[key] for v in per_seed.values()]))))  # noqa: E731
-    ax.axvline(mean("suggested"), color=SUGGEST, linestyle="--", linewidth=0.9)
-    if np.isfinite(best):
-        ax.axvline(best, color=BEST, linewidth=0.9)
-    ax.axvline(mean("stable"), color=STABLE, linestyle=":", linewidth=1.1)
-    edges = [v["edge"] for v in per_seed.values() if np.isfinite(v["edge"])]
-    if edges:
-        ax.axvline(float(np.exp(np.mean(np.log(edges)))), color=EDGE, linestyle="-.",
-                   linewidth=0.9)
+    """Vertical lines at the suggested rate, the best fixed rate, 2/lambda_max and the
+    divergence edge (geometric means over seeds; a value no seed has is not drawn)."""
+    for value, style in ((_gmean(v["suggested"] for v in per_seed.values()),
+                          dict(color=SUGGEST, linestyle="--", linewidth=0.9)),
+                         (best, dict(color=BEST, linewidth=0.9)),
+                         (_gmean(v["stable"] for v in per_seed.values()),
+                          dict(color=STABLE, linestyle=":", linewidth=1.1)),
+                         (_gmean(v["edge"] for v in per_seed.values()),
+                          dict(color=EDGE, linestyle="-.", linewidth=0.9))):
+        if np.isfinite(value):
+            ax.axvline(value, **style)
 
 
 @figure("lr_range")
@@ -37,6 +44,10 @@ def lr_range(results):
     test, fixed = axes[0]
     for seed, c in curves.items():
         test.plot(c["lr"], c["loss"], color=RANGE, linewidth=0.8, alpha=0.8)
+    if curves:  # the blow-up is drawn up to 1000x the initial loss
+        first = max(float(c["loss"].iloc[0]) for c in curves.values() if len(c))
+        low = min(float(c["loss"].min()) for c in curves.values() if len(c))
+        test.set_ylim(low / 2, 1e3 * first)
     if len(grid):
         piv = grid.pivot_table(index="seed", columns="lr0", values="final_loss")
         lrs = piv.columns.to_numpy(float)
@@ -58,8 +69,8 @@ def lr_range(results):
     legend_rows(fig, [[Line2D([], [], color=RANGE, label="range test (one line per seed)"),
                        Line2D([], [], color=GRID, marker="o", markersize=3,
                               label="fixed rate (seed mean, range)"),
-                       Line2D([], [], color=SUGGEST, linestyle="--", label="suggested"),
-                       Line2D([], [], color=BEST, label="best fixed"),
+                       Line2D([], [], color=SUGGEST, linestyle="--", label="suggested")],
+                      [Line2D([], [], color=BEST, label="best fixed"),
                        Line2D([], [], color=STABLE, linestyle=":", label="2/lambda_max (init)"),
                        Line2D([], [], color=EDGE, linestyle="-.", label="divergence edge")]])
     n = len(per_seed)
