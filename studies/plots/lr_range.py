@@ -55,9 +55,10 @@ def lr_range(results):
         seed_band(fixed, lrs, np.where(np.isfinite(vals), vals, np.nan), GRID, geometric=True,
                   marker="o", markersize=3)
         div = grid[grid["status"] == "diverged"]
-        row = blended_transform_factory(fixed.transData, fixed.transAxes)
-        fixed.plot(div["lr0"], np.full(len(div), 0.93), "x", color=GRID, markersize=4,
-                   transform=row, clip_on=False)
+        if len(div):
+            row = blended_transform_factory(fixed.transData, fixed.transAxes)
+            fixed.plot(div["lr0"], np.full(len(div), 0.93), "x", color=GRID, markersize=4,
+                       transform=row, clip_on=False)
     for ax in (test, fixed):
         if per_seed:
             _lines(ax, per_seed, best)
