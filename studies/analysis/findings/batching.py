@@ -88,11 +88,12 @@ def steps_table(results, target=TARGET_LOSS):
 
 def tuned(table):
     """Per batch size, the rows of the rate that reaches the target in the fewest steps (mean
-    over seeds; only rates at which every seed reached it), with E = B S; batch sizes where no
-    rate did are left out."""
+    over seeds; only rates at which every seed reached it and none diverged later), with
+    E = B S; batch sizes where no rate did are left out."""
     out = []
     for b, g in table.groupby("batch_size"):
-        ok = g.groupby("lr0").filter(lambda r: np.isfinite(r["steps"]).all())
+        ok = g.groupby("lr0").filter(lambda r: np.isfinite(r["steps"]).all()
+                                     and (r["status"] == "completed").all())
         if ok.empty:
             continue
         best = ok.groupby("lr0")["steps"].mean().idxmin()
