@@ -245,3 +245,63 @@ def cost_in_gradients(nets=NETS, dtypes=("float64", "float32"), calls=200, seed=
                 row[f"{stat}hvp_kernel_in_grad_kernels"] = t["hvp_kernel"] / t["grad_kernel"]
             out.append(row)
     return out
+
+
+# ---------------------------------------------------------------- in `gradlab bench`
+# scale -> (dtypes, nets, min_sample, repeats, cost calls)
+PLANS = {"smoke": (("float32",), [([8, 16, 4], 8)], 0.001, 2, 20),
+         "quick": (("float32", "float64"), NETS, 0.005, 5, 100),
+         "full": (("float32", "float64"), NETS, 0.02, 11, 400)}
+PEER_NAMES = {"torch_double_backward": "torch double backward",
+              "torch_func_jvp_grad": "torch.func jvp(grad)",
+              "torch_func_vmap_grad": "torch.func vmap(grad)"}
+
+
+def markdown(rows, cost):
+    """Two Markdown tables: our median per call against each peer's (x peer = peer median /
+    ours, > 1: ours faster), and our calls in units of one gradient (cost_in_gradients)."""
+    lines = ["| case | net | dtype | ours us | peer | peer us | x peer |", "|" + "---|" * 7]
+    ours = {(r["group"], r["shape"], r["dtype"]): r for r in rows if r["impl"] == "gradlab"}
+    for r in rows:
+        mine = ours.get((r["group"], r["shape"], r["dtype"]))
+        if r["impl"] == "gradlab" or mine is None:
+            continue
+        peer_us = f"{r['median_s'] * 1e6:,.1f}" if "median_s" in r else "invalid"
+        ratio = mine.get(f"ratio_{r['impl']}")
+        lines.append(f"| {r['group']} | {r['shape']} | {r['dtype']} | "
+                     f"{mine.get('median_s', float('nan')) * 1e6:,.1f} | "
+                     f"{PEER_NAMES.get(r['impl'], r['impl'])} | {peer_us} | "
+                     f"{'-' if ratio is None else f'{ratio:.2f}'} |")
+    lines += ["", "| net | dtype | hvp / gradient | per-example norms / gradient | hvp kernel / "
+              "gradient kernel |", "|" + "---|" * 5]
+    for c in cost:
+        lines.append(f"| {c['sizes']} B={c['batch']} | {c['dtype']} | {c['hvp_in_grads']:.2f} "
+                     f"({c['min_hvp_in_grads']:.2f}) | {c['per_example_in_grads']:.2f} "
+                     f"({c['min_per_example_in_grads']:.2f}) | "
+                     f"{c['hvp_kernel_in_grad_kernels']:.2f} "
+                     f"({c['min_hvp_kernel_in_grad_kernels']:.2f}) |")
+    return "\n".join(lines) + "\n"
+
+
+def run_curvature_bench(scale, out, dtypes=None, threads=None, torch=True, log=print):
+    """The curvature part of `gradlab bench` at a scale: validated and timed rows
+    (curvature.csv), the costs in gradients (curvature_cost.csv, medians with min_ columns)
+    and both as Markdown (curvature.md, printed too; min in brackets). Returns (rows, cost)."""
+    import pandas as pd
+    from pathlib import Path
+    plan_dtypes, nets, min_sample, repeats, calls = PLANS[scale]
+    dtypes = tuple(dtypes or plan_dtypes)
+    rows = curvature_rows(dtypes, nets, min_sample, repeats, threads, torch, log)
+    cost = cost_in_gradients(nets, dtypes, calls)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(out / "curvature.csv", index=False)
+    pd.DataFrame(cost).to_csv(out / "curvature_cost.csv", index=False)
+    text = markdown(rows, cost)
+    (out / "curvature.md").write_text(text)
+    log("curvature (Hessian-vector products, per-example gradient norms):\n" + text)
+    bad = [f"{r['group']} {r['shape']} {r['dtype']} {r['impl']}: {r['error']}" for r in rows
+           if not r["valid"]]
+    for line in bad:
+        log(f"curvature: INVALID {line}")
+    return rows, cost

@@ -1,6 +1,8 @@
 """`gradlab bench`: validate every kernel against its NumPy reference, then time it against NumPy,
 PyTorch eager and JAX jit over a matrix of shapes in float32 and float64; prints the ratio table
-and the performance targets, writes CSV/Parquet/figures under --out (studies.bench.runner)."""
+and the performance targets, writes CSV/Parquet/figures under --out (studies.bench.runner); then
+the curvature rows: one Hessian-vector product and the per-example gradient norms against
+PyTorch, and their cost in gradients (studies.bench.curvature: curvature.csv, curvature.md)."""
 import os
 
 
@@ -22,6 +24,9 @@ def add_parser(sub):
                    help="threads for BLAS, PyTorch and multi-run training (default min(2, CPUs))")
     p.add_argument("--out", default="results/bench", help="output folder (default results/bench)")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
+    p.add_argument("--no-curvature", action="store_true",
+                   help="skip the Hessian-vector product and per-example norm rows "
+                   "(curvature.csv, curvature_cost.csv, curvature.md)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                    help="cuda: CudaMLP / CudaMultiMLP train steps against PyTorch CUDA on the "
                    "same GPU (needs numba-cuda, a GPU and torch with CUDA)")
@@ -45,4 +50,9 @@ def run(args):
     from studies.bench.runner import run_bench
     run_bench(args.scale, dtypes=args.dtype, out=os.fspath(args.out), peers=tuple(peers),
               threads=args.threads, plots=not args.no_plots)
+    if not args.no_curvature:
+        from studies.bench.curvature import run_curvature_bench
+        run_curvature_bench(args.scale, os.fspath(args.out), dtypes=args.dtype,
+                            threads=args.threads or min(2, os.cpu_count() or 1),
+                            torch="torch" in peers)
     return 0

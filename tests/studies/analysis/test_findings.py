@@ -101,3 +101,31 @@ def test_mnist1d_verdict_follows_the_accuracies(logistic, mlp, expected):
     rows = findings_for("mnist1d", _mnist1d(logistic, mlp))
     assert rows[0]["verdict"] == expected
     assert f"MLP (depth 2) {np.mean(mlp):.3g}" in rows[0]["measured"]
+
+
+def _eos_store(edge):
+    """An edge_of_stability store: sharpness every 20 steps, loss every 5, over 400 steps; with
+    edge=True the sharpness rises from half of 2/lr to 1.05 x 2/lr by step 100 and the loss
+    falls with a 5% bump every 40 steps, else both stay smooth and the sharpness at half."""
+    runs, hist = [], []
+    for objective in ("mse+identity", "cross_entropy+softmax"):
+        for lr in (0.2, 0.4):
+            for seed in range(3):
+                run_id = f"{objective}-{lr}-{seed}"
+                runs.append({"run_id": run_id, "objective": objective, "lr": lr, "seed": seed,
+                             "status": "completed"})
+                for step in range(0, 401, 5):
+                    ratio = min(0.5 + 0.0055 * step, 1.05) if edge else 0.5
+                    loss = 1.0 - 0.001 * step + (0.05 if edge and step % 40 == 20 else 0.0)
+                    hist.append({"run_id": run_id, "step": step, "train_loss": loss,
+                                 "sharpness": ratio * 2 / lr if step % 20 == 0 else np.nan})
+    return Results(runs=pd.DataFrame(runs), history=pd.DataFrame(hist), layers=pd.DataFrame(),
+                   manifest={})
+
+
+def test_edge_of_stability_verdict_follows_the_sharpness_and_loss():
+    rows = findings_for("edge_of_stability", _eos_store(edge=True))
+    assert [r["verdict"] for r in rows] == ["reproduced"] * 3
+    assert "MSE lr 0.2: 1.05 [1.05, 1.05]" in rows[1]["measured"]
+    flat = findings_for("edge_of_stability", _eos_store(edge=False))
+    assert [r["verdict"] for r in flat] == ["not reproduced"] * 3
