@@ -58,7 +58,8 @@ SUBSECTION_CLAIMS = {"8.1": "Proper initialization (Xavier, He), non-saturating 
 OTHER = "other"
 # Reading order of the bundled studies inside a section; others follow by name.
 STUDY_ORDER = ("activations", "losses", "vanishing", "glorot2010", "he2015", "gd_variants",
-               "optimizers", "learning_rate", "clipping", "batchnorm", "dead_relu",
+               "critical_batch",
+               "optimizers", "learning_rate", "lr_range", "clipping", "batchnorm", "dead_relu",
                "mean_field", "mnist1d")
 STATUSES = ("completed", "diverged", "failed")
 

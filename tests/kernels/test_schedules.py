@@ -190,3 +190,20 @@ def test_make_schedule_builds_each_registered_schedule():
     assert set(params) == set(SCHEDULES)
     for name, kw in params.items():
         assert make_schedule(name, warmup=2, **kw) == ours(name, 2)
+
+
+def test_exponential_growth_is_the_range_test_ramp():
+    """gamma > 1 raises the rate: lr(t) = lr0 (lr_end/lr0)^(t/T) with gamma = (lr_end/lr0)^(1/T)
+    (the lr_range study's schedule), the rate torch's ExponentialLR applies."""
+    lr0, lr_end, t_end = 1e-4, 1.0, 200
+    gamma = (lr_end / lr0) ** (1.0 / t_end)
+    sched = Exponential(gamma)
+    p = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+    opt = torch.optim.SGD([p], lr=lr0)
+    torch_sched = S.ExponentialLR(opt, gamma)
+    for t in range(t_end + 1):
+        expected = lr0 * (lr_end / lr0) ** (t / t_end)
+        assert math.isclose(sched.lr(lr0, t), expected, rel_tol=1e-12)
+        assert math.isclose(scheduled_lr(lr0, sched.code, sched.p1, sched.p2, 0, t),
+                            opt.param_groups[0]["lr"], rel_tol=1e-12)
+        torch_sched.step()
