@@ -133,7 +133,7 @@ def at_best_rates(results, group):
     best = best_rates(runs, group)
     keep = np.zeros(len(runs), bool)
     for key, (lr, _, _) in best.items():
-        mask = (runs["lr"] == lr).to_numpy()
+        mask = (runs["lr"] == lr).to_numpy().copy()
         for col, value in zip(group, key):
             mask &= (runs[col] == value).to_numpy()
         keep |= mask

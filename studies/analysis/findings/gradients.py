@@ -55,8 +55,19 @@ def _hidden(rows):
     return rows[rows["layer"] < rows["layer"].max()]
 
 
+def _top_sigmoid_by_rate(results, runs):
+    """{lr: final mean output of the top hidden layer of each sigmoid/standard-init run}."""
+    sel = runs[(runs["activation"] == "sigmoid") & (runs["init"] == "glorot_standard")]
+    lay = results.layers.merge(sel[["run_id", "depth", "lr"]], on="run_id")
+    lay = lay[(lay["layer"] == lay["depth"]) & lay["a_mean"].notna()]
+    end = lay[lay["step"] == lay.groupby("run_id")["step"].transform("max")]
+    return {float(lr): g["a_mean"].to_numpy(float) for lr, g in end.groupby("lr")}
+
+
 @finding("glorot2010")
 def glorot2010(results):
+    full = runs_with(results, ["activation", "init", "depth", "lr"])
+    top_by_lr = _top_sigmoid_by_rate(results, full)
     results, best = at_best_rates(results, ("activation", "init"))
     runs = runs_with(results, ["activation", "init", "depth"])
     lay = results.layers.merge(runs[["run_id", "activation", "init", "depth"]], on="run_id")
@@ -69,13 +80,18 @@ def glorot2010(results):
         top_end.append(last[last["layer"] == r.depth]["a_mean"].iloc[0])
         below.append(last[last["layer"] < r.depth]["a_mean"].mean())
     checks = [t < 0.2 and b > 0.4 for t, b in zip(top_end, below)]
+    _acc = lambda a, i: seed_values(runs, "end_test_accuracy", activation=a, init=i)  # noqa
     tuned = [inside for _, grid, inside in best.values() if len(grid) > 1]
     out = [row("glorot2010", "with standard init the top sigmoid layer is driven to 0",
                "Glorot & Bengio 2010", "each network at its best SGD rate (strictly inside "
                "its grid): the top hidden layer's mean output below 0.2 at the end while the "
                "layers below stay above 0.4, every seed",
                f"top layer {band(top_start)} at init -> {band(top_end)}; layers below "
-               f"{band(below)}; best rates: {rates_text(best)}", checks + tuned)]
+               f"{band(below)}; best rates: {rates_text(best)}; test accuracy there: "
+               + ", ".join(f"{a}/{i} {band(_acc(a, i))}" for a, i in sorted(best))
+               + "; top-layer mean at the end per rate (standard init): "
+               + ", ".join(f"lr {lr:g} {band(v)}" for lr, v in top_by_lr.items()),
+               checks + tuned)]
     start = _hidden(at_step(lay))
     checks, parts = [], []
     for act in sorted(runs["activation"].unique()):
