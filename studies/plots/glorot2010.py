@@ -61,6 +61,12 @@ def _tuned(results):
             f"(lowest mean final loss): " + rates_text(
                 best, lambda k: f"{display(k[0])}/{_init_name(k[1]).split(' ')[0]}") + "."
             if len(grid) > 1 else "")
+    if len(grid) > 1:
+        runs = results.runs[results.runs["status"] != "failed"]
+        acc = runs.groupby(["activation", "lr"])["final_test_accuracy"].mean()
+        note += " Best mean test accuracy over the grid: " + ", ".join(
+            f"{display(a)} {fmt(100 * acc[a].max())}%" for a in acc.index.levels[0]) + \
+            " (a net near 10% learns at no rate: its best rate is noise)."
     return tuned, results, note
 
 
