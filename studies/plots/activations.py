@@ -13,6 +13,8 @@ from matplotlib.patches import Patch, Rectangle
 
 from kernels.activations import ACTIVATIONS, derivative_reference, forward_reference
 
+from studies.analysis.findings.common import at_best_rates, rates_text
+
 from . import Figure, figure
 from ._runs import with_verdict
 from ._curves import (
@@ -56,6 +58,14 @@ def _rank(item):
 def _dash(name):
     """GELU's tanh approximation lies on top of GELU: dashed, so both stay visible."""
     return (0, (4, 2)) if name == "gelu_tanh" else "-"
+
+
+def _rates_note(best):
+    """' Each activation at its best SGD rate: ...' when the study swept a rate grid."""
+    if all(len(grid) < 2 for _, grid, _ in best.values()):
+        return ""
+    return (" Each activation at its best SGD rate (lowest mean final loss): "
+            + rates_text(best, lambda k: display(k[0])) + ".")
 
 
 @figure("activation_functions")
@@ -108,6 +118,8 @@ def _bar(ax, x, row, prefix, color, width):
 
 @figure("activation_layers")
 def activation_layers(results):
+    full = results
+    results, best = at_best_rates(results, ("activation",))
     layers = at_step(with_keys(results, results.layers, ["activation", "depth"]))
     hidden = layers[layers["layer"] <= layers["depth"]]
     names = _order(hidden["activation"]) if not hidden.empty else []
@@ -154,12 +166,14 @@ def activation_layers(results):
         f"a from layer 1 to layer {depth}: {summary}."
         + (" GELU (tanh) is not drawn: it matches GELU's panel." if twin else "")
         + (f" {failed_count(results)} failed runs have no data." if failed_count(results) else ""))
-    return [Figure(fig, "activation_layers", with_verdict(caption, "activations", results),
+    return [Figure(fig, "activation_layers", with_verdict(caption + _rates_note(best), "activations", full),
                    numbers)]
 
 
 @figure("activation_training")
 def activation_training(results):
+    full = results
+    results, best = at_best_rates(results, ("activation",))
     layers = at_step(with_keys(results, results.layers, ["activation"]))
     hist = with_keys(results, results.history, ["activation"])
     fig, axes = new_figure(ncols=2, width=FULL_WIDTH, height=2.5)
@@ -200,5 +214,5 @@ def activation_training(results):
         f"over {training_setup(results)}, per activation (mean and min-max band over seeds). "
         f"r = ||dL/dW_1|| / ||dL/dW_L|| at init, final training loss and test accuracy: {summary}."
         + (f" {len(diverged)} run(s) diverged (crosses)." if diverged else " No run diverged."))
-    return [Figure(fig, "activation_training", with_verdict(caption, "activations", results),
+    return [Figure(fig, "activation_training", with_verdict(caption + _rates_note(best), "activations", full),
                    numbers)]

@@ -16,6 +16,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import NullLocator
 
+from studies.analysis.findings.common import at_best_rates, rates_text
+
 from . import Figure, figure
 from ._runs import with_verdict
 from ._curves import at_step, completed_runs, failed_count, training_setup, with_keys
@@ -50,6 +52,24 @@ def _keys(results):
     return ["activation", "init", "depth", "width"]
 
 
+def _tuned(results):
+    """(the runs at each network's best learning rate, the full results for the verdict, a
+    caption note naming the rates): each (activation, init) pair is tuned on its own grid."""
+    tuned, best = at_best_rates(results, ("activation", "init"))
+    grid = next(iter(best.values()))[1] if best else []
+    note = (f" Each network at its own best SGD rate of {', '.join(fmt(v) for v in grid)} "
+            f"(lowest mean final loss): " + rates_text(
+                best, lambda k: f"{display(k[0])}/{_init_name(k[1]).split(' ')[0]}") + "."
+            if len(grid) > 1 else "")
+    if len(grid) > 1:
+        runs = results.runs[results.runs["status"] != "failed"]
+        acc = runs.groupby(["activation", "lr"])["final_test_accuracy"].mean()
+        note += " Best mean test accuracy over the grid: " + ", ".join(
+            f"{display(a)} {fmt(100 * acc[a].max())}%" for a in acc.index.levels[0]) + \
+            " (a net near 10% learns at no rate: its best rate is noise)."
+    return tuned, results, note
+
+
 def _hidden_at_init(results):
     layers = at_step(with_keys(results, results.layers, _keys(results)))
     return layers, layers[layers["layer"] <= layers["depth"]]
@@ -57,6 +77,7 @@ def _hidden_at_init(results):
 
 @figure("glorot_activations")
 def glorot_activations(results):
+    results, full, _ = _tuned(results)
     _, hidden = _hidden_at_init(results)
     acts = _ordered(hidden["activation"], ACT_ORDER) if not hidden.empty else []
     inits = _ordered(hidden["init"], list(INIT_NAMES)) if not hidden.empty else []
@@ -107,12 +128,13 @@ def glorot_activations(results):
         f"Fig. 6, from stored percentiles rather than histograms). Activation std from the first "
         f"to the top hidden layer: {'; '.join(parts)}. Under the standard init the tanh "
         f"activations shrink layer by layer; the normalized init keeps them wider.")
-    return [Figure(fig, "glorot_activations", with_verdict(caption, "glorot2010", results),
+    return [Figure(fig, "glorot_activations", with_verdict(caption, "glorot2010", full),
                    numbers)]
 
 
 @figure("glorot_gradients")
 def glorot_gradients(results):
+    results, full, _ = _tuned(results)
     layers, _ = _hidden_at_init(results)
     acts = _ordered(layers["activation"], ACT_ORDER) if not layers.empty else []
     inits = _ordered(layers["init"], list(INIT_NAMES)) if not layers.empty else []
@@ -171,7 +193,8 @@ def glorot_gradients(results):
         "Fig. 7, summarized by one number per layer). Back-propagated RMS of the first over the "
         f"top hidden layer (weight gradient: first over output layer): {'; '.join(parts)}."
         + (f" {failed_count(results)} failed runs have no data." if failed_count(results) else ""))
-    return [Figure(fig, "glorot_gradients", with_verdict(caption, "glorot2010", results), numbers)]
+    return [Figure(fig, "glorot_gradients", with_verdict(caption, "glorot2010", full),
+                   numbers)]
 
 
 def _evenness(numbers, acts):
@@ -193,6 +216,7 @@ def _evenness(numbers, acts):
 
 @figure("glorot_gradient_distributions")
 def glorot_gradient_distributions(results):
+    results, full, _ = _tuned(results)
     """Their Fig. 7: per hidden layer, the distribution of the back-propagated gradient
     dl_i/dz_l at initialization (box p15-p85, whiskers p2-p98, dot median; symlog scale)."""
     _, hidden = _hidden_at_init(results)
@@ -250,13 +274,14 @@ def glorot_gradient_distributions(results):
         "Fig. 7). Width of the 2nd-98th percentile range, first over top hidden layer: "
         f"{'; '.join(parts) or 'no gradient percentiles in this store'}. "
         + _evenness(numbers, acts))
-    caption = with_verdict(caption, "glorot2010", results)
+    caption = with_verdict(caption, "glorot2010", full)
     return [Figure(fig, "glorot_gradient_distributions", caption,
                    numbers)]
 
 
 @figure("glorot_saturation")
 def glorot_saturation(results):
+    results, full, rate_note = _tuned(results)
     layers = with_keys(results, results.layers, _keys(results))
     hidden = layers[layers["layer"] <= layers["depth"]] if not layers.empty else layers
     acts = _ordered(hidden["activation"], ACT_ORDER) if not hidden.empty else []
@@ -327,4 +352,5 @@ def glorot_saturation(results):
         f"sigmoid layer's mean activation: {'; '.join(parts) or 'n/a'} (the paper: pushed to its "
         f"lower saturation 0 early in training). Tanh units saturated (|a| > 0.97) at the end, "
         f"layers 1..{depth}, %: {'; '.join(tanh_parts) or 'n/a'}.")
-    return [Figure(fig, "glorot_saturation", with_verdict(caption, "glorot2010", results), numbers)]
+    return [Figure(fig, "glorot_saturation",
+                   with_verdict(caption + rate_note, "glorot2010", full), numbers)]

@@ -1,5 +1,11 @@
 """The `glorot2010` study (Glorot & Bengio 2010): at smoke scale the gradient picture at
-initialization; at quick scale the top sigmoid layer pushed toward 0 during training."""
+initialization; at quick scale (every network on the SGD rate grid 0.03-3, 3 seeds) the top
+sigmoid layer pushed toward 0 during training at every rate from 0.3 up, while the 5-layer
+sigmoid nets learn at none of the rates within 500 steps (so their failure is not one shared
+rate's fault)."""
+import math
+
+import numpy as np
 import pytest
 from _study_helpers import run_and_draw, verdicts
 
@@ -61,10 +67,28 @@ def test_tanh_activations_shrink_with_depth_under_standard_init(smoke):
 def test_top_sigmoid_layer_is_pushed_toward_zero(quick):
     top = quick[1]["glorot_saturation"].numbers["sigmoid"]["glorot_standard"]
     assert top["top_mean_init"] == pytest.approx(0.5, abs=0.05)
-    assert top["top_mean_final"] < 0.15
-    assert top["first_step_top_below"] is not None
+    results = current(quick[0])
+    runs = runs_with(results, ["activation", "init", "depth", "lr"])
+    sel = runs[(runs["activation"] == "sigmoid") & (runs["init"] == "glorot_standard")]
+    lay = results.layers.merge(sel[["run_id", "depth", "lr"]], on="run_id")
+    lay = lay[lay["layer"] == lay["depth"]]
+    end = lay[lay["step"] == lay.groupby("run_id")["step"].transform("max")]
+    assert (end.loc[end["lr"] >= 0.3, "a_mean"] < 0.15).all()
+    assert (end.loc[end["lr"] <= 0.03, "a_mean"] > 0.4).all()
 
 
-def test_finding_glorot2010_reproduced(quick):
+def test_deep_sigmoid_nets_learn_at_no_rate_of_the_grid(quick):
+    runs = runs_with(current(quick[0]), ["activation", "init", "lr"])
+    sig = runs[runs["activation"] == "sigmoid"]
+    assert sig["lr"].nunique() >= 5
+    assert (np.abs(sig["end_loss"] - math.log(10)) < 0.1).all()
+    tanh = runs[runs["activation"] == "tanh"].groupby(["init", "lr"])["end_test_accuracy"].mean()
+    assert tanh.groupby("init").max().min() > 0.9
+
+
+def test_finding_glorot2010(quick):
+    """At its best rate (by final loss, within noise of chance on every rate) the
+    sigmoid/standard net sits at the grid's low edge, where the top layer stays near 0.5:
+    partly; the gradient evenness at init is reproduced."""
     rows, verdict = verdicts("glorot2010", quick[0])
-    assert verdict == ["reproduced", "reproduced"]
+    assert verdict == ["partly", "reproduced"]

@@ -105,3 +105,52 @@ def first_layer_ratio(results, column="w_grad_norm"):
         first, last = g[column].iloc[0], g[column].iloc[-1]
         out[run_id] = first / last if last > 0 else math.nan
     return out
+
+
+# ---------------------------------------------------------------- per-method learning rates
+
+def best_rates(runs, group, metric="end_loss"):
+    """{key: (best lr, grid, inside)} per value (tuple) of the `group` columns: the rate with
+    the lowest seed-mean `metric` (a diverged run counts as inf, so a rate where any seed
+    diverged loses to one where none did); inside: strictly between the grid's end points (a
+    grid of one rate is its own best, not inside)."""
+    out = {}
+    for key, sub in runs.groupby(list(group)):
+        by_lr = sub.groupby("lr")[metric].mean().sort_index()
+        grid = [float(v) for v in by_lr.index]
+        finite = by_lr.replace([np.inf, -np.inf], np.nan).dropna()
+        best = float(finite.idxmin()) if len(finite) else grid[0]
+        out[key if isinstance(key, tuple) else (key,)] = (
+            best, grid, 0 < grid.index(best) < len(grid) - 1)
+    return out
+
+
+def at_best_rates(results, group):
+    """(Results restricted to the runs at each group's best learning rate, best_rates(...)),
+    so a study that tunes the rate per method compares the methods each at its own."""
+    from dataclasses import replace
+    runs = runs_with(results, list(group) + ["lr"])
+    best = best_rates(runs, group)
+    keep = np.zeros(len(runs), bool)
+    for key, (lr, _, _) in best.items():
+        mask = (runs["lr"] == lr).to_numpy().copy()
+        for col, value in zip(group, key):
+            mask &= (runs[col] == value).to_numpy()
+        keep |= mask
+    ids = set(runs.loc[keep, "run_id"])
+
+    def only(frame):
+        return frame[frame["run_id"].isin(ids)].reset_index(drop=True) if len(frame) else frame
+
+    return replace(results, runs=only(results.runs), history=only(results.history),
+                   layers=only(results.layers)), best
+
+
+def rates_text(best, names=None):
+    """'sigmoid/standard lr 0.3, tanh/standard lr 0.1 (grid edge)' for a measured column."""
+    parts = []
+    for key, (lr, grid, inside) in best.items():
+        name = names(key) if names else "/".join(str(k) for k in key)
+        edge = "" if inside or len(grid) < 2 else " (grid edge)"
+        parts.append(f"{name} lr {lr:g}{edge}")
+    return ", ".join(parts)

@@ -7,7 +7,8 @@ import numpy as np
 from studies.analysis.labels import label_run
 from studies.theory import mean_field as theory
 
-from .common import at_step, band, finding, first_layer_ratio, row, runs_with, seed_values
+from .common import (at_best_rates, at_step, band, finding, first_layer_ratio, rates_text, row,
+                     runs_with, seed_values)
 
 
 def _labels(results, run_id):
@@ -54,8 +55,20 @@ def _hidden(rows):
     return rows[rows["layer"] < rows["layer"].max()]
 
 
+def _top_sigmoid_by_rate(results, runs):
+    """{lr: final mean output of the top hidden layer of each sigmoid/standard-init run}."""
+    sel = runs[(runs["activation"] == "sigmoid") & (runs["init"] == "glorot_standard")]
+    lay = results.layers.merge(sel[["run_id", "depth", "lr"]], on="run_id")
+    lay = lay[(lay["layer"] == lay["depth"]) & lay["a_mean"].notna()]
+    end = lay[lay["step"] == lay.groupby("run_id")["step"].transform("max")]
+    return {float(lr): g["a_mean"].to_numpy(float) for lr, g in end.groupby("lr")}
+
+
 @finding("glorot2010")
 def glorot2010(results):
+    full = runs_with(results, ["activation", "init", "depth", "lr"])
+    top_by_lr = _top_sigmoid_by_rate(results, full)
+    results, best = at_best_rates(results, ("activation", "init"))
     runs = runs_with(results, ["activation", "init", "depth"])
     lay = results.layers.merge(runs[["run_id", "activation", "init", "depth"]], on="run_id")
     top_end, top_start, below = [], [], []
@@ -67,11 +80,18 @@ def glorot2010(results):
         top_end.append(last[last["layer"] == r.depth]["a_mean"].iloc[0])
         below.append(last[last["layer"] < r.depth]["a_mean"].mean())
     checks = [t < 0.2 and b > 0.4 for t, b in zip(top_end, below)]
+    _acc = lambda a, i: seed_values(runs, "end_test_accuracy", activation=a, init=i)  # noqa
+    tuned = [inside for _, grid, inside in best.values() if len(grid) > 1]
     out = [row("glorot2010", "with standard init the top sigmoid layer is driven to 0",
-               "Glorot & Bengio 2010", "top hidden layer's mean output below 0.2 at the end "
-               "while the layers below stay above 0.4, every seed",
+               "Glorot & Bengio 2010", "each network at its best SGD rate (strictly inside "
+               "its grid): the top hidden layer's mean output below 0.2 at the end while the "
+               "layers below stay above 0.4, every seed",
                f"top layer {band(top_start)} at init -> {band(top_end)}; layers below "
-               f"{band(below)}", checks)]
+               f"{band(below)}; best rates: {rates_text(best)}; test accuracy there: "
+               + ", ".join(f"{a}/{i} {band(_acc(a, i))}" for a, i in sorted(best))
+               + "; top-layer mean at the end per rate (standard init): "
+               + ", ".join(f"lr {lr:g} {band(v)}" for lr, v in top_by_lr.items()),
+               checks + tuned)]
     start = _hidden(at_step(lay))
     checks, parts = [], []
     for act in sorted(runs["activation"].unique()):
@@ -128,62 +148,146 @@ def he2015(results):
     return out
 
 
+def clip_reference_norm(results, none):
+    """Pascanu et al.'s average gradient norm: the mean global norm (before clipping) over the
+    recorded steps of the unclipped runs at the smallest rate where all of them completed (at a
+    rate where they diverge, the average measures only the explosion); else the step-0 mean."""
+    h = results.history
+    for lr in sorted(none["lr"].unique()):
+        at = none[none["lr"] == lr]
+        if (at["status"] == "completed").all():
+            norms = h[h["run_id"].isin(at["run_id"])]["grad_norm"].to_numpy(float)
+            norms = norms[np.isfinite(norms)]
+            if norms.size:
+                return float(norms.mean())
+    first = h[h["run_id"].isin(none["run_id"]) & (h["step"] == 0)]["grad_norm"]
+    return float(first.mean())
+
+
+def effective_rates(results, runs):
+    """{run_id: lr x mean over recorded steps of ||g clipped|| / ||g||}: the step size a clipped
+    run took on average, in units of the raw gradient (the rate an unclipped run must use to
+    move as far per unit of gradient)."""
+    h = results.history.dropna(subset=["grad_norm", "grad_norm_clipped"])
+    h = h[np.isfinite(h["grad_norm"]) & (h["grad_norm"] > 0)]
+    scale = (h["grad_norm_clipped"] / h["grad_norm"]).groupby(h["run_id"]).mean()
+    return {r.run_id: r.lr * scale.get(r.run_id, math.nan) for r in runs.itertuples()}
+
+
 @finding("clipping")
 def clipping(results):
     runs = runs_with(results, ["lr", "clip", "clip_threshold"])
-    h = results.history
+    runs["r1"] = runs["run_id"].map(first_layer_ratio(results))
     none = runs[runs["clip"] == "none"].drop_duplicates(["lr", "seed"])
-    base_lr = none["lr"].min()
-    norms = h[h["run_id"].isin(none.loc[none["lr"] == base_lr, "run_id"])]["grad_norm"]
-    avg = float(np.nanmean(norms[np.isfinite(norms)]))
+    clipped = runs[runs["clip"] != "none"]
+    avg = clip_reference_norm(results, none)
     top = runs["lr"].max()
-    unclipped_top = none[none["lr"] == top]
-    explodes = [s == "diverged" for s in unclipped_top["status"]]
-    clipped = runs[(runs["clip"] != "none") & (runs["lr"] == top)]
-    in_range = clipped[(clipped["clip_threshold"] >= 0.5 * avg)
-                       & (clipped["clip_threshold"] <= 10 * avg)]
-    tamed = [bool(((g["status"] == "completed") & (g["end_loss"] < g["initial_loss"])).any())
-             for _, g in in_range.groupby("seed")] or [False]
-    lower = []
-    for seed, g in runs[(runs["lr"] == base_lr)].groupby("seed"):
-        free = g[g["clip"] == "none"]["end_loss"].min()
-        lower.append(g[g["clip"] != "none"]["end_loss"].min() < free)
-    thresholds = [f"{t:g}" for t in sorted(in_range["clip_threshold"].unique())]
+    r1 = none.groupby("seed")["r1"].first().to_numpy(float)
+    explodes = [s == "diverged" for s in none[none["lr"] == top]["status"]]
+    at_top = clipped[clipped["lr"] == top]
+    in_range = at_top[(at_top["clip_threshold"] >= 0.5 * avg)
+                      & (at_top["clip_threshold"] <= 10 * avg)]
+    trains = lambda g: bool(((g["status"] == "completed")  # noqa: E731
+                             & (g["end_loss"] < 0.5 * g["initial_loss"])).any())
+    tamed = [trains(g) for _, g in in_range.groupby("seed")] or [False]
+    thresholds = ", ".join(f"{t:g}" for t in sorted(in_range["clip_threshold"].unique()))
+    every = [f"{c:g} ({c / avg:.2g}x)" for c, g in at_top.groupby("clip_threshold")
+             if all(trains(s) for _, s in g.groupby("seed"))]
+    # controls: each method tuned on the same rate grid, and clipping against an unclipped
+    # run at the same average step
+    free = none.groupby("lr")["end_loss"].mean()
+    free_lr = float(free.replace(np.inf, np.nan).idxmin()) if free.notna().any() else math.nan
+    grid = sorted(float(v) for v in free.index)
+    by_cfg = clipped.groupby(["lr", "clip_threshold"])["end_loss"].mean()
+    best_cfg = by_cfg.replace(np.inf, np.nan).idxmin() if by_cfg.notna().any() else None
+    free_best = seed_values(none, "end_loss", lr=free_lr)
+    clip_best = (seed_values(clipped, "end_loss", lr=best_cfg[0], clip_threshold=best_cfg[1])
+                 if best_cfg is not None else np.array([]))
+    tuned = [bool(clip_best.size and free_best.size) and np.mean(clip_best) < np.mean(free_best),
+             bool(grid) and 0 < grid.index(free_lr) < len(grid) - 1]
+    best_text = (f"best clipped lr {best_cfg[0]:g}, c {best_cfg[1]:g}: {band(clip_best)}"
+                 if best_cfg is not None else "no clipped run completed")
+    # the lr-matched control: the best clipped run at the top rate against the unclipped run
+    # whose rate equals its average effective step
+    top_loss = at_top.groupby("clip_threshold")["end_loss"].mean()
+    matched_text = f"lr {top:g}: every clipped run diverged"
+    if np.isfinite(top_loss).any():
+        c = float(top_loss.replace(np.inf, np.nan).idxmin())
+        rescued = at_top[at_top["clip_threshold"] == c]
+        eff = np.nanmean(list(effective_rates(results, rescued).values()))
+        match = min(grid, key=lambda g: abs(math.log(g / eff)))
+        matched = seed_values(none, "end_loss", lr=match)
+        loss = seed_values(rescued, "end_loss")
+        tuned.append(np.mean(loss) < np.mean(matched))
+        matched_text = (f"lr {top:g} c {c:g}: {band(loss)}, its mean effective step "
+                        f"lr x ||g_clipped||/||g|| = {eff:.3g}; unclipped at the nearest grid "
+                        f"rate {match:g}: {band(matched)}")
     return [row("clipping", "global-norm clipping tames exploding gradients",
-                "Pascanu et al. 2013", f"lr {top:g}: unclipped diverges on every seed, and a "
-                f"threshold in 0.5-10x the mean unclipped norm ({avg:.3g}) trains on every seed; "
-                f"lr {base_lr:g}: a clipped run ends below the unclipped one on every seed",
-                f"unclipped lr {top:g} diverged {sum(explodes)}/{len(explodes)}; thresholds in "
-                f"range [{', '.join(thresholds) or 'none'}] trained on {sum(tamed)}/{len(tamed)} "
-                "seeds; "
-                f"lr {base_lr:g} clipped lower on {sum(lower)}/{len(lower)} seeds",
-                [all(explodes) and explodes, all(tamed), all(lower) and lower])]
+                "Pascanu et al. 2013", f"the setting explodes (||dL/dW_1||/||dL/dW_L|| > 10 at "
+                f"init) and unclipped SGD at lr {top:g} diverges on every seed, while some "
+                f"threshold in 0.5-10x the mean unclipped norm ({avg:.3g}) trains at that rate "
+                "(ends below half its initial loss) on every seed",
+                f"gradient ratio at init {band(r1)}; unclipped lr {top:g} diverged "
+                f"{sum(explodes)}/{len(explodes)}; thresholds in range [{thresholds or 'none'}] "
+                f"trained on {sum(tamed)}/{len(tamed)} seeds; thresholds that trained on every "
+                f"seed: {', '.join(every) or 'none'}",
+                [bool(r1.size) and np.min(r1) > 10, all(explodes) and explodes, all(tamed)]),
+            row("clipping", "clipping does more than take a smaller step", "Pascanu et al. 2013",
+                "mean final train loss over seeds: the best clipped run (over rate x threshold) "
+                "below the unclipped one at its best rate (strictly inside the grid), and the "
+                "best clipped run at the top rate below the unclipped run at its matched "
+                "average step (the grid rate nearest lr x mean ||g_clipped||/||g||)",
+                best_text + f"; best unclipped lr {free_lr:g}: {band(free_best)}; "
+                f"{matched_text}", tuned)]
+
+
+def relu_dead_by_run(results, runs):
+    """{run_id: final dead fraction of a ReLU run, mean over hidden layers 2..depth} (layer 1
+    sees the raw, mixed-sign inputs and does not die, so it is left out rather than dilute the
+    mean; all hidden layers for a net of one). Only ReLU units can be dead: other activations
+    pass gradient at z <= 0 and have no dead fraction."""
+    lay = results.layers.merge(runs[["run_id", "activation", "depth"]], on="run_id")
+    relu = lay[(lay["activation"] == "relu") & (lay["layer"] <= lay["depth"])
+               & lay["dead_fraction"].notna()]
+    relu = relu[(relu["layer"] > 1) | (relu["depth"] < 2)]
+    end = relu[relu["step"] == relu.groupby("run_id")["step"].transform("max")]
+    return end.groupby("run_id")["dead_fraction"].mean().to_dict()
 
 
 @finding("dead_relu")
 def dead_relu(results):
-    runs = runs_with(results, ["activation", "lr"])
-    lay = results.layers.merge(runs[["run_id", "activation", "lr"]], on="run_id")
-    relu = lay[(lay["activation"] == "relu") & lay["dead_fraction"].notna()]
-    end = relu[relu["step"] == relu.groupby("run_id")["step"].transform("max")]
-    dead = end.groupby("run_id")["dead_fraction"].max()
-    runs["dead"] = runs["run_id"].map(dead)
+    runs = runs_with(results, ["activation", "lr", "depth"])
+    runs["dead"] = runs["run_id"].map(relu_dead_by_run(results, runs))
     rates = sorted(runs["lr"].unique())
     by_lr = [seed_values(runs, "dead", activation="relu", lr=lr) for lr in rates]
-    rises = [np.mean(a) < np.mean(b) for a, b in zip(by_lr, by_lr[1:])]
-    top = rates[-1]
-    acc = {a: seed_values(runs, "end_test_accuracy", activation=a, lr=top)
-           for a in sorted(runs["activation"].unique())}
-    others = [a for a in acc if a != "relu"]
+    means = [np.mean(v) if v.size else math.nan for v in by_lr]
+    rises = [all(a <= b + 0.02 for a, b in zip(means, means[1:])),
+             bool(by_lr[-1].size and by_lr[0].size)
+             and np.min(by_lr[-1]) > np.max(by_lr[0]) + 0.1]
+    acts = sorted(runs["activation"].unique())
+    others = [a for a in acts if a != "relu"]
+    killing = [lr for lr, m in zip(rates, means) if m >= 0.2]
+    acc = {(a, lr): seed_values(runs, "end_test_accuracy", activation=a, lr=lr)
+           for a in acts for lr in rates}
+    best = {a: max(rates, key=lambda lr: np.mean(acc[(a, lr)])) for a in acts}
+    checks = [np.mean(acc[(a, lr)]) > np.mean(acc[("relu", lr)]) for lr in killing
+              for a in others]
+    parts = [f"lr {lr:g}: " + ", ".join(f"{a} {band(acc[(a, lr)])}" for a in acts)
+             for lr in killing]
+    inside = ", ".join(f"{a} {best[a]:g}" + ("" if 0 < rates.index(best[a]) < len(rates) - 1
+                                             else " (grid edge)") for a in acts)
     return [row("dead_relu", "ReLU units die more at larger learning rates",
-                "report sec. 7.3", "largest dead fraction over ReLU hidden layers at the end "
-                "(units never active on the evaluation rows; ReLU only) rises with the rate",
+                "report sec. 7.3", "final fraction of dead ReLU units (input <= 0 on every "
+                "training row; mean over hidden layers 2..depth), mean over seeds: does not "
+                "fall as the rate grows, and on every seed the largest rate's exceeds the "
+                "smallest's by 0.1",
                 "; ".join(f"lr {lr:g}: {band(v)}" for lr, v in zip(rates, by_lr)), rises),
             row("dead_relu", "Leaky ReLU, ELU and GELU mitigate dying units", "report sec. 7.4",
-                f"test accuracy at lr {top:g} (mean over seeds, a diverged run counting as 0): "
-                "each variant above ReLU",
-                "; ".join(f"{a} {band(v)}" for a, v in acc.items()),
-                [np.mean(acc[a]) > np.mean(acc["relu"]) for a in others])]
+                "at every rate where ReLU loses >= 20% of its units (mean), each variant's "
+                "test accuracy (mean over seeds, a diverged run counting as 0) above ReLU's; "
+                "they cannot have dead units, so accuracy is what they are compared by",
+                ("; ".join(parts) if parts else "no rate killed 20% of ReLU's units")
+                + f"; best rate by test accuracy: {inside}", checks)]
 
 
 def measured_log_chi(layer_rows, depth):
