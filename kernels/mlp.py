@@ -4,6 +4,7 @@ import operator
 import numpy as np
 
 from . import step as K
+from .gemm_threads import hold_one_thread, release, step_flops
 from .activations import ACTIVATIONS, PARAMETRIC, RELU_FAMILY  # noqa: F401 (RELU_FAMILY)
 from .batchnorm import BN_EPS, BN_MOMENTUM
 from .clipping import Clip
@@ -67,6 +68,7 @@ class MLP(CurvatureMixin):
         self.grads = np.zeros(self.n_params, self.dtype)
         self.running = running_stats_buffer(self.sizes, self.dtype)
         self._packed_spec = pack_netspec(self.spec)
+        self._step_flops = step_flops(self.sizes, 1)  # GEMM FLOPs of a step per batch row
         self._reset_buffers()
         self.reset_parameters(seed)
 
@@ -228,8 +230,12 @@ class MLP(CurvatureMixin):
             raise ValueError("x: batch norm in training mode needs at least 2 rows, got 1")
         self.workspace(len(x) if training else min(len(x), 4096))
         out = np.empty((len(x), self.sizes[-1]), self.dtype)
-        K.predict_packed(self._packed_spec, self.params, self.running, self._packed_work, x,
-                         out, bool(training), bool(logits))
+        held = hold_one_thread(self._step_flops / 3 * min(len(x), self._work.cap))
+        try:
+            K.predict_packed(self._packed_spec, self.params, self.running, self._packed_work,
+                             x, out, bool(training), bool(logits))
+        finally:
+            release(held)
         return out
 
     def _load_batch(self, x, y):
@@ -243,10 +249,19 @@ class MLP(CurvatureMixin):
         Gradients of gamma/beta: `grads_by_name()` after this call."""
         x, y = self.check_batch(x, y)
         self._load_batch(x, y)
-        loss = K.gradients_packed(self._packed_spec, (self.params, self.grads, self.running),
-                                  self._packed_work, len(x), self._packed_step_record)
+        loss = self._gradients(len(x))
         g = self.grads_by_name(self.grads.copy())
         return float(loss), g["W"], g["b"]
+
+    def _gradients(self, n_rows):
+        """The gradients kernel on the loaded batch, its GEMMs threaded as a train step's."""
+        held = hold_one_thread(self._step_flops * n_rows)
+        try:
+            return K.gradients_packed(self._packed_spec, (self.params, self.grads,
+                                                          self.running), self._packed_work,
+                                      n_rows, self._packed_step_record)
+        finally:
+            release(held)
 
     def loss(self, x, y, training=False):
         """The loss of the batch (evaluation mode unless training=True)."""
@@ -262,8 +277,7 @@ class MLP(CurvatureMixin):
         dbeta{l} for layers l = 1..L, and 'loss'. Nothing is updated."""
         x, y = self.check_batch(x, y)
         work = self._load_batch(x, y)
-        loss = K.gradients_packed(self._packed_spec, (self.params, self.grads, self.running),
-                                  self._packed_work, len(x), self._packed_step_record)
+        loss = self._gradients(len(x))
         out, n = {"loss": float(loss)}, len(x)
         g = self.grads_by_name()
         for layer in range(self.n_layers):
@@ -289,7 +303,9 @@ class MLP(CurvatureMixin):
         """One fused step (forward, loss, backward, statistics, clipping, update) in place.
         Returns the loss before the update; raises DivergenceError (nothing applied: parameters,
         moments and step count unchanged) if the loss, the gradient or the update is not finite,
-        naming which. Per-layer statistics: `last_step_stats()`."""
+        naming which. Per-layer statistics: `last_step_stats()`. A step below
+        gemm_threads.ONE_THREAD_FLOPS runs its GEMMs on one BLAS thread, so its bits do not
+        depend on the process's BLAS thread count."""
         batch = self._kernel_form(x, y)
         x, y = batch if batch is not None else self.check_batch(x, y)
         if len(self._rows) < len(x):
@@ -354,9 +370,13 @@ class MLP(CurvatureMixin):
         if packed is None:  # a Record built by hand: run on a packed one, then copy back
             rec = allocate_record(*rec.w_grad_norm.shape)
             packed = pack_record(rec)
-        done = K.train_batches(self._packed_spec, (self.params, self.grads, self.running),
-                               (codes, hyper, m, v, t), work, (x, y, order, int(batch_size)),
-                               packed)
+        held = hold_one_thread(self._step_flops * min(batch_size, len(order)))
+        try:
+            done = K.train_batches(self._packed_spec, (self.params, self.grads, self.running),
+                                   (codes, hyper, m, v, t), work, (x, y, order,
+                                                                   int(batch_size)), packed)
+        finally:
+            release(held)
         if rec is not target:
             for name, values in zip(rec._fields, rec):
                 getattr(target, name)[...] = values

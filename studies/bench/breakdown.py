@@ -3,10 +3,12 @@
 `step_breakdown` times each kind of kernel of the fused step on the network's own workspace,
 each in one compiled loop of `reps` calls (no Python between calls): gather, dense forward,
 activation forward, loss (softmax cross-entropy and its gradient), dense backward (dW, db and
-the per-row delta norms), dense backward input (da = dz W), activation backward, statistics
-(the gradient norms the step records) and the optimizer update (Adam, with ||W||). Their sum next to the fused step's time shows the fusion's
-own cost (or gain). `backward_scaling` times `step.backward_batch` for networks of growing
-width and fits t = a + b P by least squares, with R^2 (the report's sec. 4.2 claim).
+the per-row delta norms), dense backward input (da = dz W), activation backward, statistics (the
+gradient norms the step records) and the optimizer update (Adam, with ||W||), the GEMMs on the
+step's own BLAS thread count (`kernels.gemm_threads`). Their sum next to the fused step's time
+shows the fusion's own cost (or gain). `backward_scaling` times `step.backward_batch` for
+networks of growing width and fits t = a + b P by least squares, with R^2 (the report's sec. 4.2
+claim).
 """
 import math
 import time
@@ -17,6 +19,7 @@ from kernels._jit import kernel
 from kernels.activations import SOFTMAX, activation_backward, activation_forward
 from kernels.clipping import Clip
 from kernels.dense import dense_backward, dense_backward_input, dense_forward
+from kernels.gemm_threads import hold_one_thread, release, step_flops
 from kernels.layout import allocate_record
 from kernels.optimizers import Adam, optimizer_update, optimizer_update_norms
 from kernels.step import _block, _dh_target, _gather, _layer_input, _pre_activation, \
@@ -127,10 +130,14 @@ def step_breakdown(sizes, batch, dtype, min_time=0.01, repeats=5):
     net, data, opt, work = _prepared(sizes, batch, dtype)
     model = (net.params.copy(), net.grads, net.running)
     out = {}
-    for index, part in enumerate(PARTS):
-        out[part] = _best_per_call(
-            lambda reps, i=index: _time_part(i, net.spec, model, opt, work, data, reps),
-            min_time, repeats)
+    held = hold_one_thread(step_flops(sizes, batch))  # the step's own BLAS thread count
+    try:
+        for index, part in enumerate(PARTS):
+            out[part] = _best_per_call(
+                lambda reps, i=index: _time_part(i, net.spec, model, opt, work, data, reps),
+                min_time, repeats)
+    finally:
+        release(held)
     return out
 
 
@@ -144,9 +151,13 @@ def backward_scaling(widths, batch, dtype, n_in=100, n_out=10, depth=3, min_time
         net, _, _, work = _prepared(sizes, batch, dtype)
         rec = allocate_record(1, net.n_layers)
         model = (net.params, net.grads, net.running)
-        seconds = _best_per_call(
-            lambda reps, net=net, model=model, work=work, rec=rec: _time_backward(
-                net.spec, model, work, batch, rec, reps), min_time, repeats)
+        held = hold_one_thread(step_flops(sizes, batch))
+        try:
+            seconds = _best_per_call(
+                lambda reps, net=net, model=model, work=work, rec=rec: _time_backward(
+                    net.spec, model, work, batch, rec, reps), min_time, repeats)
+        finally:
+            release(held)
         rows.append({"width": width, "params": net.n_params, "seconds": seconds,
                      "sizes": str(sizes), "batch": batch, "dtype": str(np.dtype(dtype))})
     return rows, linear_fit([r["params"] for r in rows], [r["seconds"] for r in rows])

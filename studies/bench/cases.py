@@ -21,6 +21,7 @@ from kernels.batchnorm import BN_EPS, batchnorm_backward, batchnorm_backward_ref
 from kernels.clipping import CLIPPING, Clip, clip_gradients, clip_reference
 from kernels.dense import dense_backward, dense_backward_input, dense_backward_reference, \
     dense_forward, dense_forward_reference
+from kernels.gemm_threads import hold_one_thread, release, step_flops
 from kernels.layout import allocate_record
 from kernels.losses import cross_entropy_backward, cross_entropy_forward, cross_entropy_reference
 from kernels.optimizers import Adam, Momentum, RMSProp, SGD, make_optimizer as build_optimizer, \
@@ -355,13 +356,22 @@ def step_reference(net, x, labels):
 
 def kernel_step(net, opt, x, y):
     """() -> one step of the fused kernel on kernel-form x, y with every argument prepared
-    once: what `MLP.train_step` costs without its Python (validation, one-hot, packing)."""
+    once: what `MLP.train_step` costs without its Python (validation, one-hot, packing), its
+    GEMMs on the thread count the public call gives them (`kernels.gemm_threads`)."""
     codes, hyper = opt.codes_and_hyper(Clip())
     m, v, t = opt.bind(net, net.n_params, net.dtype)
     args = (net._packed_spec, (net.params, net.grads, net.running), (codes, hyper, m, v, t),
             net._packed_workspace(len(x)), (x, y, np.arange(len(x), dtype=np.int64), len(x)),
             net._packed_step_record)
-    return lambda: train_batches(*args)
+    flops = step_flops(net.sizes, len(x))
+
+    def run():
+        held = hold_one_thread(flops)
+        try:
+            train_batches(*args)
+        finally:
+            release(held)
+    return run
 
 
 def train_step_case(sizes, batch, dtype, rng, epoch_steps=8):
