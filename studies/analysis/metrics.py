@@ -73,6 +73,7 @@ def evaluation_outputs(net, x, logits, active=None):
     """Evaluation-mode outputs of every row of x (kernel form; logits: the output layer's
     activation input), as float64, in chunks of up to 4096 rows (as MLP.forward); `active`
     (new_active) is ORed with each unit's 'activation input > 0 on some row'."""
+    x = check_inputs(x, net.sizes[0], net.dtype)
     net.workspace(min(len(x), 4096))
     out = np.empty((len(x), net.sizes[-1]), net.dtype)
     flags = new_active(net) if active is None else active
