@@ -2,6 +2,11 @@
 
     run, per_layer = label_run(history, layers, Thresholds.from_dict({"dead_fraction": 0.9}))
     format_labels(run)   # "vanishing@0,dead@120"  (or "healthy")
+    run, rows = label_columns(history_columns, layer_columns)   # the same on NumPy columns
+
+label_columns does the work on dicts of NumPy columns (a run labels its own tables with it, no
+pandas); label_run takes DataFrames (or dicts) and returns the layer labels as a DataFrame (the
+store relabels loaded runs with it), so fresh and loaded runs get the same labels.
 
 `history`: per-step rows (step, loss, grad_norm, train_loss, train_accuracy, ...;
 metrics.step_frames); `layers`: per-layer rows (step, layer 1..L, w_grad_norm, b_grad_norm,

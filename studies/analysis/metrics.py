@@ -1,25 +1,31 @@
 """Per-layer diagnostics: activation statistics from one forward pass, and tidy rows from the
 fused kernel's per-step records (docs/diagnostics.md).
 
+    active = new_active(net)
+    out = evaluation_outputs(net, x_train, logits=True, active=active)  # whole training set
+    cols = layer_columns(net, x_eval, active=active)   # {column: array over layers 1..L}
     stats = layer_statistics(net, x_eval)            # list of dicts, one per layer 1..L
     steps, layers = step_frames(history.steps)       # DataFrames (step, ...), (step, layer, ...)
     layers = merge_layer_rows(layers, [{"step": s, **d} for d in stats])
 
-Columns of `layer_statistics` (always all present, in LAYER_COLUMNS order; NaN where a statistic
+Columns of `layer_columns` (always all present, in LAYER_COLUMNS order; NaN where a statistic
 does not apply, so tables from different networks stack with stable columns):
 - z_*: the affine output z = a_{l-1} W^T + b; h_*: the batch-norm output (the activation input)
   on layers with batch norm, NaN elsewhere (there the activation input IS z: read z_*);
   a_*: the activation output. * = mean, std, p15, p50, p85, p98 over all rows x units.
 - unit0_p15/p50/p85: percentiles of unit 0's activation input over the rows (Ioffe & Szegedy
   2015, Fig. 1); saturated_fraction: entries with tanh |a| > TANH_SATURATION, sigmoid
-  a < SIGMOID_LOW or a > SIGMOID_HIGH (Glorot & Bengio 2010); dead_fraction: units whose
-  activation input is <= 0 on EVERY evaluation row (ReLU family: never in the positive regime).
+  a < SIGMOID_LOW or a > SIGMOID_HIGH (Glorot & Bengio 2010).
+- dead_fraction: units whose activation input is <= 0 on EVERY row (of the whole training set
+  when `active` comes from evaluation_outputs over it, else of the rows x), for dead-capable
+  activations only (ReLU: zero gradient on every row); NaN elsewhere. inactive_fraction: the
+  same share for the whole relu-like family (never in the positive regime, dead or not).
 
-Cost: one compiled forward pass over the rows plus, per layer, mean/std and the exact order
-statistics of each buffer (z, h, a) by two histogram passes (kernels.order_stats), O(n) with
-n = rows x units, instead of a sort (2-5x faster at 512 x 64 rows x units on every activation
-distribution: `python scripts/measure_percentiles.py`).
-It reuses the network's workspace (growing it to len(x) rows), so call it between steps.
+Cost: the compiled kernels of kernels.layer_stats: one forward pass over the rows, then per
+layer mean/std (NumPy's pairwise sums, bit for bit) and the exact order statistics of each
+buffer (z, h, a) by radix selection (kernels.order_stats), O(n) with n = rows x units, with no
+Python per layer; the evaluation pass marks the active units as it goes (no second pass).
+They reuse the network's workspace (growing it), so call them between steps.
 """
 from collections.abc import Mapping
 
