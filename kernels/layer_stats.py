@@ -201,10 +201,13 @@ def active_units(net, work, n, active):
     for layer in range(net.sizes.shape[0] - 1):
         h = _pre_activation(net, work, layer, n)
         u = net.unit_start[layer]
-        for r in range(n):
-            for j in range(h.shape[1]):
-                if not h[r, j] <= 0:
-                    active[u + j] = True
+        width = h.shape[1]
+        seen = np.zeros(width, np.uint8)
+        for r in range(n):  # branch-free, so the row loop vectorizes
+            for j in range(width):
+                seen[j] |= np.uint8(not h[r, j] <= 0)
+        for j in range(width):
+            active[u + j] |= seen[j] != 0
 
 
 @kernel
