@@ -10,6 +10,7 @@ from .batchnorm import BN_EPS, BN_MOMENTUM
 from .clipping import Clip
 from .curvature import CurvatureMixin
 from .init import INITS, sample_biases, sample_weights
+from .layer_stats import output_scores
 from .layout import DIVERGENCE_CAUSES, allocate_record, allocate_workspace, build_netspec, \
     pack_netspec, pack_record, pack_workspace, running_stats_buffer
 from .losses import LOSSES
@@ -442,12 +443,5 @@ def evaluate_net(net, x, y, training=False):
     however confident (and wrong) the network is."""
     x = check_inputs(x, net.sizes[0], net.dtype)
     targets = check_targets(y, len(x), net.sizes[-1], net.classification, np.float64)
-    if not net.classification:
-        out = net.forward(x, training=training).astype(np.float64)
-        return float(((out - targets) ** 2).sum() / len(x)), None
-    z = net.forward(x, training=training, logits=True).astype(np.float64)
-    m = z.max(axis=1, keepdims=True)
-    lse = m[:, 0] + np.log(np.exp(z - m).sum(axis=1))
-    loss = float((targets * (lse[:, None] - z)).sum() / len(x))
-    accuracy = float(np.mean(z.argmax(axis=1) == targets.argmax(axis=1)))
-    return loss, accuracy
+    out = net.forward(x, training=training, logits=net.classification).astype(np.float64)
+    return output_scores(out, targets, net.classification)

@@ -1,5 +1,5 @@
 """Percentiles of one layer's 512 x 64 float32 activations: gradlab's exact order statistics
-(kernels.order_stats, as studies.analysis.metrics uses them) against a full NumPy sort, on the
+(kernels.order_stats, as kernels.layer_stats uses them) against a full NumPy sort, on the
 distributions the studies produce. Prints microseconds per call (best of 5 x 100 calls).
 
     python scripts/measure_percentiles.py
@@ -11,7 +11,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from studies.analysis.metrics import PERCENTILES, _percentiles  # noqa: E402
+from kernels.layer_stats import PERCENTILES, _percentiles_into  # noqa: E402
+
+
+def _percentiles(values, qs):
+    """The layer statistics' percentiles (kernels.layer_stats) of all entries of values."""
+    out = np.empty(len(qs))
+    _percentiles_into(np.ascontiguousarray(values).reshape(-1), np.array(qs, np.float64), out, 0)
+    return out
 
 
 def best_of(fn, calls=100, repeats=5):

@@ -2,6 +2,11 @@
 
     run, per_layer = label_run(history, layers, Thresholds.from_dict({"dead_fraction": 0.9}))
     format_labels(run)   # "vanishing@0,dead@120"  (or "healthy")
+    run, rows = label_columns(history_columns, layer_columns)   # the same on NumPy columns
+
+label_columns does the work on dicts of NumPy columns (a run labels its own tables with it, no
+pandas); label_run takes DataFrames (or dicts) and returns the layer labels as a DataFrame (the
+store relabels loaded runs with it), so fresh and loaded runs get the same labels.
 
 `history`: per-step rows (step, loss, grad_norm, train_loss, train_accuracy, ...;
 metrics.step_frames); `layers`: per-layer rows (step, layer 1..L, w_grad_norm, b_grad_norm,
@@ -41,7 +46,6 @@ import math
 from dataclasses import dataclass, fields
 
 import numpy as np
-import pandas as pd
 
 LABELS = ("vanishing", "exploding", "dead", "saturated", "diverged", "stalled")
 HEALTHY = "healthy"
@@ -143,33 +147,79 @@ def _fire(labels, name, step):
         labels[name] = step
 
 
+def columns_of(table):
+    """{column: NumPy array} of a DataFrame, a dict of columns, or None ({})."""
+    if table is None:
+        return {}
+    if isinstance(table, dict):
+        return {k: np.asarray(v) for k, v in table.items()}
+    return {k: table[k].to_numpy() for k in table.columns}
+
+
+def _n_rows(table):
+    return len(next(iter(table.values()))) if table else 0
+
+
+def _floats(values):
+    """float64 of a column (None -> NaN)."""
+    values = np.asarray(values)
+    if values.dtype == object:
+        return np.array([np.nan if v is None else v for v in values], np.float64)
+    return values.astype(np.float64)
+
+
+def _flags(values):
+    """bool of a column with missing entries (None, NaN) taken for False."""
+    values = np.asarray(values)
+    if values.dtype == bool:
+        return values
+    return np.array([v is not None and v == v and bool(v) for v in values], bool)
+
+
 def _wide(layers, column, steps=None):
-    """step x layer table of one column (last row wins on duplicates), float64."""
-    rows = layers[["step", "layer", column]].drop_duplicates(["step", "layer"], keep="last")
-    table = rows.pivot(index="step", columns="layer", values=column).sort_index()
+    """(steps, layer ids, step x layer float64 table) of one column over every step and
+    layer of the layer rows (NaN where absent; the last row wins on duplicates), rows at
+    `steps` only when given."""
+    step = np.asarray(layers["step"]).astype(np.int64)
+    layer = np.asarray(layers["layer"]).astype(np.int64)
+    values = _floats(layers[column])
+    rows, cols = np.unique(step), np.unique(layer)
+    key = np.searchsorted(rows, step) * len(cols) + np.searchsorted(cols, layer)
+    _, first_from_end = np.unique(key[::-1], return_index=True)
+    keep = len(key) - 1 - first_from_end
+    table = np.full(len(rows) * len(cols), np.nan)
+    table[key[keep]] = values[keep]
+    table = table.reshape(len(rows), len(cols))
     if steps is not None:
-        table = table.loc[table.index.isin(steps)]
-    return table.astype(np.float64)
+        inside = np.isin(rows, steps)
+        rows, table = rows[inside], table[inside]
+    return rows, cols, table
+
+
+def _by_step(table, columns):
+    """The columns of table ordered by step (stable)."""
+    order = np.argsort(np.asarray(table["step"]), kind="stable")
+    return {c: np.asarray(table[c])[order] for c in columns if c in table}
 
 
 def _loss_curve(history):
     """(steps, loss) of the learning tests: finite train_loss rows where recorded, else the
     finite per-step loss."""
-    column = "train_loss" if "train_loss" in history and history["train_loss"].notna().any() \
-        else "loss"
-    h = history.sort_values("step")
-    loss = h[column].to_numpy(np.float64)
+    column = "train_loss" if "train_loss" in history and \
+        (~np.isnan(_floats(history["train_loss"]))).any() else "loss"
+    h = _by_step(history, ("step", column))
+    loss = _floats(h[column])
     keep = np.isfinite(loss)
-    return h["step"].to_numpy()[keep], loss[keep]
+    return h["step"][keep], loss[keep]
 
 
 def _run_step_labels(history, t, run):
-    h = history.sort_values("step")
-    steps = h["step"].to_numpy()
-    loss = h["loss"].to_numpy(np.float64)
+    h = _by_step(history, ("step", "loss", "grad_norm", "diverged"))
+    steps = h["step"]
+    loss = _floats(h["loss"])
     bad = ~np.isfinite(loss)
     if "grad_norm" in h:
-        norm = h["grad_norm"].to_numpy(np.float64)
+        norm = _floats(h["grad_norm"])
         bad |= ~np.isfinite(norm)
         with np.errstate(invalid="ignore"):
             _fire(run, "exploding", _first(steps, ~np.isfinite(norm) | (norm > t.exploding_norm)))
@@ -177,7 +227,7 @@ def _run_step_labels(history, t, run):
         if math.isfinite(loss[0]) and loss[0] > 0:
             bad |= loss > t.divergence_factor * loss[0]
     if "diverged" in h:  # the runner stopped the run there (e.g. a non-finite update refused)
-        bad |= h["diverged"].fillna(False).to_numpy(bool)
+        bad |= _flags(h["diverged"])
     _fire(run, "diverged", _first(steps, bad))
     curve_steps, curve = _loss_curve(history)
     if curve.size and curve[0] > 0:
@@ -197,18 +247,21 @@ def _stalled_label(history, t, run, n_classes):
         bar = (1 - t.min_improvement) * _reference(loss[0], n_classes)
         _fire(run, "stalled", _holds_from(steps, loss > bar))
     if n_classes and "train_accuracy" in history:
-        h = history[history["train_accuracy"].notna()].sort_values("step")
-        accuracy = h["train_accuracy"].to_numpy(np.float64)
-        _fire(run, "stalled", _holds_from(h["step"].to_numpy(),
-                                          accuracy < 1.0 / n_classes + t.chance_margin))
+        h = _by_step(history, ("step", "train_accuracy"))
+        accuracy = _floats(h["train_accuracy"])
+        known = ~np.isnan(accuracy)
+        _fire(run, "stalled", _holds_from(h["step"][known],
+                                          accuracy[known] < 1.0 / n_classes + t.chance_margin))
 
 
 def softmax_classes(layers):
     """K when the output layer's mean activation is 1/K (to 1e-4) at every recorded step, as a
-    softmax's is; else None."""
-    if layers is None or layers.empty or "a_mean" not in layers:
+    softmax's is; else None. layers: a DataFrame or a dict of columns."""
+    layers = columns_of(layers)
+    if not _n_rows(layers) or "a_mean" not in layers:
         return None
-    mean = layers.loc[layers["layer"] == layers["layer"].max(), "a_mean"].to_numpy(np.float64)
+    layer = np.asarray(layers["layer"])
+    mean = _floats(layers["a_mean"])[layer == layer.max()]
     if not mean.size or not np.all(np.isfinite(mean)) or mean[0] <= 0:
         return None
     k = round(1.0 / mean[0])
@@ -219,96 +272,118 @@ def softmax_classes(layers):
 
 def _not_learned(history, t, steps, n_classes):
     """Boolean per step of `steps`: the loss there still above (1 - min_improvement) L_ref
-    (True everywhere without a loss history)."""
-    if history is None or history.empty or "step" not in history:
+    (True everywhere without a loss history). A step without a loss takes the last one
+    before it in `steps`."""
+    if history is None or not _n_rows(history) or "step" not in history:
         return np.ones(len(steps), bool)
     curve_steps, curve = _loss_curve(history)
     if not curve.size:
         return np.ones(len(steps), bool)
-    at = pd.Series(curve, index=curve_steps).groupby(level=0).last()
-    at = at.reindex(steps).ffill().to_numpy()
+    known, where = np.unique(curve_steps[::-1], return_index=True)  # the last of a step
+    last = curve[::-1][where]
+    at = np.full(len(steps), np.nan)
+    hit = np.isin(steps, known)
+    at[hit] = last[np.searchsorted(known, np.asarray(steps)[hit])]
+    filled = np.where(~np.isnan(at), np.arange(len(at)), -1)
+    np.maximum.accumulate(filled, out=filled)
+    at = np.where(filled >= 0, at[np.maximum(filled, 0)], np.nan)
     with np.errstate(invalid="ignore"):
         return ~(at <= (1 - t.min_improvement) * _reference(curve[0], n_classes))
 
 
 def _gradient_labels(layers, steps, t, per_layer, run, history, n_classes):
-    w = _wide(layers, "w_grad_norm", steps)
-    if w.empty:
+    idx, cols, w = _wide(layers, "w_grad_norm", steps)
+    if not w.size:
         return
-    idx = w.index.to_numpy()
-    nonfinite = ~np.isfinite(w.to_numpy())
+    nonfinite = ~np.isfinite(w)
     if "b_grad_norm" in layers:
-        b = _wide(layers, "b_grad_norm", steps).reindex(index=w.index, columns=w.columns)
-        nonfinite |= ~np.isfinite(b.to_numpy())
-    last = w[w.columns.max()].to_numpy()
+        nonfinite |= ~np.isfinite(_wide(layers, "b_grad_norm", steps)[2])
+    last = w[:, -1]
     denom = np.where(np.isfinite(last) & (last > 0), last, np.nan)
     with np.errstate(invalid="ignore"):
-        ratio = w.to_numpy() / denom[:, None]
+        ratio = w / denom[:, None]
         vanish = ratio < t.vanishing_ratio
         explode = (ratio > t.exploding_ratio) | nonfinite
     vanish[:, -1] = False  # r_L = 1 by definition
     run_vanish = vanish[:, 0].copy()
     if "update_ratio" in layers:
-        update = _wide(layers, "update_ratio", steps).reindex(index=w.index, columns=w.columns)
+        update = _wide(layers, "update_ratio", steps)[2]
         with np.errstate(invalid="ignore"):
-            small = (update.to_numpy() < t.vanishing_update) & \
+            small = (update < t.vanishing_update) & \
                 _not_learned(history, t, idx, n_classes)[:, None]
         vanish |= small
         run_vanish |= vanish[:, 0] | small.all(axis=1)
-    for j, layer in enumerate(w.columns):
+    for j, layer in enumerate(cols):
         _fire(per_layer.setdefault(int(layer), {}), "vanishing", _first(idx, vanish[:, j]))
         _fire(per_layer[int(layer)], "exploding", _first(idx, explode[:, j]))
     _fire(run, "vanishing", _first(idx, run_vanish))
     _fire(run, "exploding", _first(idx, explode[:, 0] | nonfinite.any(axis=1)))
 
 
-def label_run(history, layers, thresholds=None, n_classes=None):
-    """(run_labels, layer_labels): {label: first step} ({"healthy": first step} when none fired;
-    {} without any rows), and a DataFrame (layer, label, first_step) sorted by layer, step.
-    n_classes: K of a classification run (chance accuracy 1/K); None reads it off a softmax
-    output layer (softmax_classes), else the accuracy test of `stalled` is skipped."""
+def label_columns(history, layers, thresholds=None, n_classes=None):
+    """label_run on tables given as dicts of NumPy columns (what a run builds; no pandas):
+    (run_labels, [(layer, label, first_step), ...] sorted by layer, step)."""
     t = thresholds if isinstance(thresholds, Thresholds) else Thresholds.from_dict(thresholds)
-    history = pd.DataFrame() if history is None else history
-    layers = pd.DataFrame() if layers is None else layers
+    history, layers = columns_of(history), columns_of(layers)
     run, per_layer = {}, {}
     n_classes = n_classes or softmax_classes(layers)
-    has_history = not history.empty and "step" in history
+    has_history = _n_rows(history) > 0 and "step" in history
     if has_history and "loss" in history:
         _run_step_labels(history, t, run)
-    if not layers.empty:
-        for layer in layers["layer"].unique():
+    if _n_rows(layers):
+        for layer in np.unique(layers["layer"]):
             per_layer.setdefault(int(layer), {})
-        steps = history["step"].to_numpy() if has_history else None
+        steps = np.asarray(history["step"]) if has_history else None
         if steps is None and "w_norm" in layers:  # kernel rows always carry a number there
-            steps = layers.loc[layers["w_norm"].notna(), "step"].to_numpy()
+            steps = np.asarray(layers["step"])[~np.isnan(_floats(layers["w_norm"]))]
         if "w_grad_norm" in layers:
             _gradient_labels(layers, steps, t, per_layer, run,
                              history if has_history and "loss" in history else None, n_classes)
         for column in ("dead_fraction", "saturated_fraction"):
             if column not in layers:
                 continue
-            table = _wide(layers, column)
+            idx, cols, table = _wide(layers, column)
             with np.errstate(invalid="ignore"):
-                fired = table.to_numpy() > getattr(t, column)
+                fired = table > getattr(t, column)
             label = column.split("_")[0]
-            for j, layer in enumerate(table.columns):
-                step = _first(table.index.to_numpy(), fired[:, j])
+            for j, layer in enumerate(cols):
+                step = _first(idx, fired[:, j])
                 _fire(per_layer[int(layer)], label, step)
                 _fire(run, label, step)
     if has_history and "loss" in history:
         _stalled_label(history, t, run, n_classes)
-    starts = [frame["step"].min() for frame in (history, layers)
-              if not frame.empty and "step" in frame]
+    starts = [np.min(frame["step"]) for frame in (history, layers)
+              if _n_rows(frame) and "step" in frame]
     if not starts:
-        return {}, pd.DataFrame(columns=list(LAYER_LABEL_COLUMNS))
+        return {}, []
     start = int(min(starts))
     rows = []
     for layer in sorted(per_layer):
         fired = per_layer[layer] or {HEALTHY: start}
-        rows += [(layer, name, step) for name, step in _ordered(fired)]
+        rows += [(layer, name, int(step)) for name, step in _ordered(fired)]
+    return dict(_ordered(run)) if run else {HEALTHY: start}, rows
+
+
+def label_run(history, layers, thresholds=None, n_classes=None):
+    """(run_labels, layer_labels): {label: first step} ({"healthy": first step} when none fired;
+    {} without any rows), and a DataFrame (layer, label, first_step) sorted by layer, step.
+    n_classes: K of a classification run (chance accuracy 1/K); None reads it off a softmax
+    output layer (softmax_classes), else the accuracy test of `stalled` is skipped.
+    history, layers: DataFrames (or dicts of columns); the labels are label_columns'."""
+    import pandas as pd
+    run, rows = label_columns(history, layers, thresholds, n_classes)
     table = pd.DataFrame(rows, columns=list(LAYER_LABEL_COLUMNS))
-    table = table.astype({"layer": np.int64, "first_step": np.int64})
-    return dict(_ordered(run)) if run else {HEALTHY: start}, table
+    if rows:
+        table = table.astype({"layer": np.int64, "first_step": np.int64})
+    return run, table
+
+
+def layer_label_text(rows):
+    """{layer: 'vanishing@0,dead@120'} of label_columns' layer rows (in their order)."""
+    out = {}
+    for layer, label, step in rows:
+        out.setdefault(layer, []).append(f"{label}@{int(step)}")
+    return {layer: ",".join(parts) for layer, parts in out.items()}
 
 
 def _ordered(labels):

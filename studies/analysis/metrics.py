@@ -1,120 +1,97 @@
 """Per-layer diagnostics: activation statistics from one forward pass, and tidy rows from the
 fused kernel's per-step records (docs/diagnostics.md).
 
+    active = new_active(net)
+    out = evaluation_outputs(net, x_train, logits=True, active=active)  # whole training set
+    cols = layer_columns(net, x_eval, active=active)   # {column: array over layers 1..L}
     stats = layer_statistics(net, x_eval)            # list of dicts, one per layer 1..L
     steps, layers = step_frames(history.steps)       # DataFrames (step, ...), (step, layer, ...)
     layers = merge_layer_rows(layers, [{"step": s, **d} for d in stats])
 
-Columns of `layer_statistics` (always all present, in LAYER_COLUMNS order; NaN where a statistic
+Columns of `layer_columns` (always all present, in LAYER_COLUMNS order; NaN where a statistic
 does not apply, so tables from different networks stack with stable columns):
 - z_*: the affine output z = a_{l-1} W^T + b; h_*: the batch-norm output (the activation input)
   on layers with batch norm, NaN elsewhere (there the activation input IS z: read z_*);
   a_*: the activation output. * = mean, std, p15, p50, p85, p98 over all rows x units.
 - unit0_p15/p50/p85: percentiles of unit 0's activation input over the rows (Ioffe & Szegedy
   2015, Fig. 1); saturated_fraction: entries with tanh |a| > TANH_SATURATION, sigmoid
-  a < SIGMOID_LOW or a > SIGMOID_HIGH (Glorot & Bengio 2010); dead_fraction: units whose
-  activation input is <= 0 on EVERY evaluation row (ReLU family: never in the positive regime).
+  a < SIGMOID_LOW or a > SIGMOID_HIGH (Glorot & Bengio 2010).
+- dead_fraction: units whose activation input is <= 0 on EVERY row (of the whole training set
+  when `active` comes from evaluation_outputs over it, else of the rows x), for dead-capable
+  activations only (ReLU: zero gradient on every row); NaN elsewhere. inactive_fraction: the
+  same share for the whole relu-like family (never in the positive regime, dead or not).
 
-Cost: one compiled forward pass over the rows plus, per layer, mean/std and the exact order
-statistics of each buffer (z, h, a) by two histogram passes (kernels.order_stats), O(n) with
-n = rows x units, instead of a sort (2-5x faster at 512 x 64 rows x units on every activation
-distribution: `python scripts/measure_percentiles.py`).
-It reuses the network's workspace (growing it to len(x) rows), so call it between steps.
+Cost: the compiled kernels of kernels.layer_stats: one forward pass over the rows, then per
+layer mean/std (NumPy's pairwise sums, bit for bit) and the exact order statistics of each
+buffer (z, h, a) by radix selection (kernels.order_stats), O(n) with n = rows x units, with no
+Python per layer; the evaluation pass marks the active units as it goes (no second pass).
+They reuse the network's workspace (growing it), so call them between steps.
 """
 from collections.abc import Mapping
 
 import numpy as np
-import pandas as pd
 
 from kernels import step as K
-from kernels.activations import ACTIVATIONS, CODE_TO_NAME, RELU_LIKE
-from kernels.order_stats import order_statistics
+from kernels.activations import ACTIVATIONS, CODE_TO_NAME, RELU_FAMILY
+from kernels.layer_stats import PERCENTILES, SIGMOID_HIGH, SIGMOID_LOW, STAT_SUFFIXES, \
+    SUMMARY_COLUMNS, TANH_SATURATION, UNIT0_PERCENTILES, active_units, evaluation_rows, \
+    layer_summaries, output_scores  # noqa: F401 (thresholds and percentiles re-exported)
 from kernels.training import LAYER_FIELDS, STEP_FIELDS
 from kernels.validation import check_inputs
 
-TANH_SATURATION = 0.97   # tanh saturated: |a| > 0.97 (tanh'(h) < 0.06)
-SIGMOID_LOW = 0.03       # sigmoid saturated: a < 0.03 or a > 0.97 (sigma'(h) < 0.03)
-SIGMOID_HIGH = 0.97
 SATURATING = ("tanh", "sigmoid")
-# units that can be "never active" (h <= 0 on every row): the relu-like family. Strictly dead
-# (zero gradient on every row) only for ReLU: ACTIVATIONS[name].dead_capable.
-DEAD_CAPABLE = tuple(n for n, a in ACTIVATIONS.items() if a.family == RELU_LIKE)
-
-PERCENTILES = (15, 50, 85, 98)
-STAT_SUFFIXES = ("mean", "std") + tuple(f"p{q}" for q in PERCENTILES)
-UNIT0_PERCENTILES = (15, 50, 85)
-LAYER_COLUMNS = (("layer",) + tuple(f"{b}_{s}" for b in ("z", "h", "a") for s in STAT_SUFFIXES)
-                 + tuple(f"unit0_p{q}" for q in UNIT0_PERCENTILES)
-                 + ("saturated_fraction", "dead_fraction")
-                 + tuple(f"g_{s}" for s in STAT_SUFFIXES) + ("g_p2",))
+# dead: f' = 0 on every row (ACTIVATIONS[name].dead_capable: ReLU only); inactive: h <= 0 on
+# every row, the whole relu-like family (Leaky ReLU, ELU, GELU keep a gradient there).
+DEAD_CAPABLE = tuple(n for n, a in ACTIVATIONS.items() if a.dead_capable)
+INACTIVE_CAPABLE = tuple(n for n in ACTIVATIONS if n in RELU_FAMILY)
+LAYER_COLUMNS = (("layer",) + SUMMARY_COLUMNS[:SUMMARY_COLUMNS.index("saturated_fraction") + 1]
+                 + ("dead_fraction", "inactive_fraction")
+                 + SUMMARY_COLUMNS[SUMMARY_COLUMNS.index("saturated_fraction") + 1:])
 STEP_COLUMNS = ("step",) + STEP_FIELDS
 KERNEL_LAYER_COLUMNS = ("step", "layer", "w_grad_norm", "b_grad_norm", "delta_norm", "w_norm",
                         "update_ratio")
 
 
-def _block(buf, work, net, layer, n_rows):
-    """Layer `layer`'s (n_rows, width) view of a flat per-unit workspace buffer (no copy)."""
-    start = work.cap * int(net.spec.unit_start[layer])
-    width = net.sizes[layer + 1]
-    return buf[start:start + n_rows * width].reshape(n_rows, width)
+def _unit_fractions(net, active):
+    """(dead_fraction, inactive_fraction) per layer from `active` (per unit: activation input
+    > 0 or NaN on some row): the share of units never active, for dead-capable (ReLU) and
+    relu-like layers respectively; NaN elsewhere."""
+    dead = np.full(net.n_layers, np.nan)
+    inactive = np.full(net.n_layers, np.nan)
+    for layer in range(net.n_layers):
+        name = CODE_TO_NAME[int(net.spec.act_code[layer])]
+        if name not in INACTIVE_CAPABLE:
+            continue
+        u, width = int(net.spec.unit_start[layer]), net.sizes[layer + 1]
+        share = float(np.count_nonzero(~active[u:u + width])) / width
+        inactive[layer] = share
+        if name in DEAD_CAPABLE:
+            dead[layer] = share
+    return dead, inactive
 
 
-def _percentiles(values, qs):
-    """np.percentile(values, qs) (linear interpolation) from the exact order statistics of
-    kernels.order_stats (two histogram passes, no sort of the whole array); NaN if any NaN."""
-    flat = np.ascontiguousarray(values).reshape(-1)
-    n = flat.size
-    positions = [q / 100.0 * (n - 1) for q in qs]
-    ranks = sorted({int(p) for p in positions} | {min(int(p) + 1, n - 1) for p in positions})
-    found = dict(zip(ranks, order_statistics(flat, np.array(ranks, np.int64))))
-    out = []
-    for pos in positions:
-        lo = int(pos)
-        t = pos - lo
-        a, b = found[lo], found[min(lo + 1, n - 1)]
-        out.append(a + (b - a) * t if t < 0.5 else b - (b - a) * (1.0 - t))
-    return out
+def new_active(net):
+    """A per-unit flag buffer for evaluation_outputs / layer_columns (all False)."""
+    return np.zeros(int(net.spec.unit_start[-1]), np.bool_)
 
 
-def _summary(values, prefix, out):
-    """mean, std (float64 accumulation) and the PERCENTILES of all entries, into out."""
-    if values is None:
-        for s in STAT_SUFFIXES:
-            out[f"{prefix}_{s}"] = np.nan
-        return
-    out[f"{prefix}_mean"] = float(values.mean(dtype=np.float64))
-    out[f"{prefix}_std"] = float(values.std(dtype=np.float64))
-    for q, v in zip(PERCENTILES, _percentiles(values, PERCENTILES)):
-        out[f"{prefix}_p{q}"] = v
+def evaluation_outputs(net, x, logits, active=None):
+    """Evaluation-mode outputs of every row of x (kernel form; logits: the output layer's
+    activation input), as float64, in chunks of up to 4096 rows (as MLP.forward); `active`
+    (new_active) is ORed with each unit's 'activation input > 0 on some row'."""
+    x = check_inputs(x, net.sizes[0], net.dtype)
+    net.workspace(min(len(x), 4096))
+    out = np.empty((len(x), net.sizes[-1]), net.dtype)
+    flags = new_active(net) if active is None else active
+    evaluation_rows(net.spec, net.params, net.running, net._work, x, out, bool(logits), flags)
+    return out.astype(np.float64)
 
 
-def saturated_fraction(a, activation):
-    """Fraction of entries of a = f(h) in the flat tails (tanh, sigmoid); NaN for others."""
-    if activation == "tanh":
-        hits = np.count_nonzero(a > TANH_SATURATION) + np.count_nonzero(a < -TANH_SATURATION)
-    elif activation == "sigmoid":
-        hits = np.count_nonzero(a > SIGMOID_HIGH) + np.count_nonzero(a < SIGMOID_LOW)
-    else:
-        return np.nan
-    return hits / a.size
-
-
-def dead_fraction(h, activation):
-    """Fraction of units (columns of h, the activation input) with h <= 0 on every row, for the
-    ReLU family (max over rows <= 0: no (rows x units) temporary); NaN for other activations."""
-    if activation not in DEAD_CAPABLE:
-        return np.nan
-    return float(np.count_nonzero(h.max(axis=0) <= 0)) / h.shape[1]
-
-
-def layer_statistics(net, x, training=True, y=None):
-    """One dict per layer l = 1..L (keys LAYER_COLUMNS) from ONE forward pass over the rows x.
-
-    training=True: batch statistics in batch norm (what the network sees while it trains);
-    False: running averages. Nothing is updated (parameters, running statistics).
-    With targets y (and training=True) the pass also runs backward, and g_* summarize the
-    back-propagated gradient per sample, g = B dL/dz_l = dl_i/dz_l (Glorot & Bengio's Fig. 7
-    histograms; the 2nd percentile too, as the distribution is two-sided); else g_* are NaN."""
+def layer_columns(net, x, training=True, y=None, active=None):
+    """{column: array over layers 1..L} (LAYER_COLUMNS) from ONE forward pass over the rows x;
+    see layer_statistics. dead_fraction / inactive_fraction come from `active` (per-unit flags
+    of a pass over the whole training set, evaluation_outputs) when given, else from the rows
+    x of this pass."""
     x = check_inputs(x, net.sizes[0], net.dtype)
     n = len(x)
     if training and net.batchnorm and n < 2:
@@ -128,27 +105,29 @@ def layer_statistics(net, x, training=True, y=None):
         K.gradients(net.spec, (net.params, net.grads, net.running), work, n, net._step_record)
     else:
         K.forward_batch(net.spec, net.params, net.running, work, n, bool(training))
-    rows = []
-    with np.errstate(invalid="ignore", over="ignore"):
-        for layer in range(net.n_layers):
-            act = CODE_TO_NAME[int(net.spec.act_code[layer])]
-            z = _block(work.z, work, net, layer, n)
-            bn = bool(net.spec.bn[layer])
-            h = _block(work.h, work, net, layer, n) if bn else z
-            a = _block(work.a, work, net, layer, n)
-            row = {"layer": layer + 1}
-            _summary(z, "z", row)
-            _summary(h if bn else None, "h", row)
-            _summary(a, "a", row)
-            for q, v in zip(UNIT0_PERCENTILES, _percentiles(h[:, 0], UNIT0_PERCENTILES)):
-                row[f"unit0_p{q}"] = v
-            row["saturated_fraction"] = saturated_fraction(a, act)
-            row["dead_fraction"] = dead_fraction(h, act)
-            g = _block(work.dz, work, net, layer, n) * n if backward else None
-            _summary(g, "g", row)
-            row["g_p2"] = _percentiles(g, (2,))[0] if backward else np.nan
-            rows.append(row)
-    return rows
+    table = np.empty((net.n_layers, len(SUMMARY_COLUMNS)), np.float64)
+    layer_summaries(net.spec, work, n, backward, table)
+    if active is None:
+        active = new_active(net)
+        active_units(net.spec, work, n, active)
+    dead, inactive = _unit_fractions(net, active)
+    out = {"layer": np.arange(1, net.n_layers + 1, dtype=np.int64)}
+    out.update({c: table[:, k] for k, c in enumerate(SUMMARY_COLUMNS)})
+    out["dead_fraction"], out["inactive_fraction"] = dead, inactive
+    return {c: out[c] for c in LAYER_COLUMNS}
+
+
+def layer_statistics(net, x, training=True, y=None, active=None):
+    """One dict per layer l = 1..L (keys LAYER_COLUMNS) from ONE forward pass over the rows x.
+
+    training=True: batch statistics in batch norm (what the network sees while it trains);
+    False: running averages. Nothing is updated (parameters, running statistics).
+    With targets y (and training=True) the pass also runs backward, and g_* summarize the
+    back-propagated gradient per sample, g = B dL/dz_l = dl_i/dz_l (Glorot & Bengio's Fig. 7
+    histograms; the 2nd percentile too, as the distribution is two-sided); else g_* are NaN."""
+    cols = layer_columns(net, x, training, y, active)
+    return [{c: (int(v[i]) if c == "layer" else float(v[i])) for c, v in cols.items()}
+            for i in range(net.n_layers)]
 
 
 def _field(records, name, n_steps):
@@ -165,6 +144,7 @@ def step_frames(records, step_offset=0, n_steps=None):
     Per step: STEP_COLUMNS; per layer (layer = 1..L): KERNEL_LAYER_COLUMNS, where
     update_ratio = ||Delta W|| / ||W|| (||W|| before the update; healthy near 1e-3; NaN/inf
     where ||W|| = 0)."""
+    import pandas as pd
     loss = _field(records, "loss", n_steps)
     steps = np.arange(step_offset, step_offset + len(loss), dtype=np.int64)
     per_step = pd.DataFrame({"step": steps, **{f: _field(records, f, n_steps)
@@ -191,6 +171,7 @@ def merge_layer_rows(kernel_layers, metric_layers):
     """Outer merge on (step, layer) of kernel rows (step_frames) and metric rows (dicts of
     layer_statistics with a "step" key, or a DataFrame): metric columns are NaN at steps
     without metrics, kernel columns NaN at metric-only steps. Sorted by (step, layer)."""
+    import pandas as pd
     metrics = pd.DataFrame(list(metric_layers)) if not isinstance(metric_layers, pd.DataFrame) \
         else metric_layers
     kernel = pd.DataFrame(kernel_layers) if not isinstance(kernel_layers, pd.DataFrame) \

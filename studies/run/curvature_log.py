@@ -54,16 +54,17 @@ class CurvatureLog:
         return self.on and (every == 0 or step % every == 0 or step == self.config["steps"])
 
     def add(self, net, evals, stats):
-        """Adds the history columns to `evals` and the layer columns to each row of `stats`
-        (measured, or NaN)."""
+        """Adds the history columns to `evals` and the layer columns to the column dict `stats`
+        (one value per layer; measured, or NaN)."""
         step = self.step_of_call()
         self.calls += 1
         history, layers = measure(net, self.x, self.y, self.config, step) \
             if self.due(step) and np.isfinite(net.params).all() else (None, None)
         evals.update(history or dict.fromkeys(HISTORY_COLUMNS, np.nan))
-        for row in stats:
-            row.update(layers[row["layer"] - 1] if layers else dict.fromkeys(LAYER_COLUMNS,
-                                                                               np.nan))
+        rows = [layers[layer - 1] if layers else dict.fromkeys(LAYER_COLUMNS, np.nan)
+                for layer in stats["layer"]]
+        for column in LAYER_COLUMNS:
+            stats[column] = np.array([row[column] for row in rows], np.float64)
 
 
 def measure(net, x, y, config, step):

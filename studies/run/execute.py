@@ -100,7 +100,8 @@ def _check_group(configs):
 
 def train_group(configs, labels=None):
     """Trains configurations that share one group_key (or a single one) together, chunk by
-    chunk; returns one (run_row, history, layers) per configuration. `labels` holds pathology
+    chunk; returns one (run_row, history, layers) per configuration, the tables as dicts of
+    NumPy columns. `labels` holds pathology
     threshold overrides (studies.analysis.labels.Thresholds)."""
     _check_group(configs)
     first = configs[0]
@@ -141,8 +142,11 @@ def train_group(configs, labels=None):
 
 
 def train_run(config, labels=None):
-    """Trains one configuration (a group of one); returns (run_row, history, layers)."""
-    return train_group([config], labels)[0]
+    """Trains one configuration (a group of one); returns (run_row, history DataFrame,
+    layers DataFrame): train_group's columns as frames, for interactive use."""
+    import pandas as pd
+    run, history, layers = train_group([config], labels)[0]
+    return run, pd.DataFrame(history), pd.DataFrame(layers)
 
 
 def execute_group(configs, labels=None):

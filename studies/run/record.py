@@ -12,9 +12,12 @@ import traceback
 import numpy as np
 
 from kernels.layout import DIVERGENCE_CAUSES
+from kernels.validation import check_targets
 
-from studies.analysis.labels import LABELS, diverged_now, format_labels, label_run
-from studies.analysis.metrics import layer_statistics
+from studies.analysis.labels import LABELS, diverged_now, format_labels, label_columns, \
+    layer_label_text
+from studies.analysis.metrics import evaluation_outputs, layer_columns, new_active, \
+    output_scores
 from studies.run.curvature_log import CurvatureLog
 
 
@@ -42,15 +45,26 @@ def chunk_order(rng_state, n_rows, batch, first_step, n_steps):
     return np.concatenate(rows).astype(np.int64), per_epoch
 
 
-def evaluate(net, data, x_train, y_train, eval_rows):
-    """Loss and accuracy on train and test (evaluation mode)."""
+def evaluate(net, data, x_train, y_train, eval_rows, active=None):
+    """Loss and accuracy on train and test (evaluation mode); the train pass also ORs into
+    `active` (metrics.new_active) the units whose activation input is > 0 on some row of the
+    whole training set. y_train: the training targets (labels or one-hot rows)."""
     out = {}
-    for split, x, y, labels in (("train", x_train, y_train, data.y_train),
-                                ("test", data.x_test, targets_of(net, data.y_test), data.y_test)):
-        out[f"{split}_loss"], accuracy = net.evaluate(x, y)
+    for split, x, y, labels, flags in (
+            ("train", x_train, y_train, data.y_train, active),
+            ("test", data.x_test, targets_of(net, data.y_test), data.y_test, None)):
+        targets = check_targets(y, len(x), net.sizes[-1], net.classification, np.float64)
+        scores = evaluation_outputs(net, x, net.classification, flags)
+        out[f"{split}_loss"], accuracy = output_scores(scores, targets, net.classification)
         if data.task == "classification":
-            out[f"{split}_accuracy"] = accuracy if accuracy is not None else net.accuracy(x, labels)
+            out[f"{split}_accuracy"] = accuracy if accuracy is not None else \
+                float(np.mean(np.argmax(scores, axis=1) == _class_labels(labels)))
     return out
+
+
+def _class_labels(labels):
+    labels = np.asarray(labels)
+    return labels.argmax(axis=1) if labels.ndim == 2 else labels
 
 
 class RunLog:
@@ -61,7 +75,7 @@ class RunLog:
     def __init__(self, config, thresholds, data, x, y_eval, batch):
         self.config, self.thresholds, self.data = config, thresholds, data
         self.n_rows, self.batch, self.y_eval = len(x), batch, y_eval
-        self.x_eval = x[:min(config["eval_rows"], len(x))]
+        self.x_train, self.x_eval = x, x[:min(config["eval_rows"], len(x))]
         self.rng_state = {"rng": np.random.default_rng(config["seed"]), "perms": []}
         self.per_epoch = max(1, self.n_rows // batch)
         self.smoothing = max(1, -(-SMOOTHING_ROWS // batch))
@@ -75,11 +89,16 @@ class RunLog:
         return chunk_order(self.rng_state, self.n_rows, self.batch, step, n_steps)[0]
 
     def measure(self, net):
-        """(evaluation, layer statistics) of the network before the chunk that follows."""
+        """(evaluation, layer statistics) of the network before the chunk that follows: one
+        evaluation pass over the whole training set (which also finds the units never active
+        there: dead_fraction, inactive_fraction), the test set, and one training-mode pass
+        over the evaluation rows for the other layer statistics."""
         rows = len(self.x_eval)
-        evals = evaluate(net, self.data, self.data.x_train, self.y_eval, self.config["eval_rows"])
-        stats = layer_statistics(net, self.x_eval, training=True,
-                                 y=self.y_eval[:rows] if self.config["gradient_stats"] else None)
+        active = new_active(net)
+        evals = evaluate(net, self.data, self.x_train, self.y_eval, self.config["eval_rows"],
+                         active)
+        stats = layer_columns(net, self.x_eval, training=True, active=active,
+                              y=self.y_eval[:rows] if self.config["gradient_stats"] else None)
         self.curvature.add(net, evals, stats)
         return evals, stats
 
@@ -103,8 +122,8 @@ class RunLog:
                                     self.status))
         history[-1]["train_time"] = self.train_time
         self.train_time += seconds
-        for s in stats:
-            self.layers.append({**s, "step": step, **_layer_grads(rec, 0, s["layer"] - 1)})
+        self.layers.append({**stats, "step": np.full(len(stats["layer"]), step, np.int64),
+                            **_layer_grads(rec, 0, len(stats["layer"]))})
         bad = int(rec.status[1]) if self.status == "diverged" else _first_divergent(
             rec.loss[:n_steps], self.initial_loss, self.thresholds, self.recent, self.smoothing)
         if bad < 0:
@@ -118,7 +137,7 @@ class RunLog:
         return True
 
     def summarize(self, net, compile_time):
-        """(run_row, history DataFrame, layers DataFrame) of the finished run; the run row's
+        """(run_row, history columns, layers columns) of the finished run; the run row's
         divergence_cause says what stopped a diverged run (a non-finite loss, gradient or
         update, or the loss factor), so an exploding gradient is told from an invalid update."""
         run, hist, lay = _summarize(self.config, net, self.history, self.layers, self.status,
@@ -152,52 +171,70 @@ def _history_row(step, epoch, rec, row, evals, n_steps, status):
     return out
 
 
-def _layer_grads(rec, row, layer):
-    w = float(rec.w_norm[row, layer])
-    upd = float(rec.w_update_norm[row, layer])
-    return {"w_grad_norm": float(rec.w_grad_norm[row, layer]),
-            "b_grad_norm": float(rec.b_grad_norm[row, layer]),
-            "delta_norm": float(rec.delta_norm[row, layer]),
-            "w_norm": w if w > 0 else np.nan,
-            "update_ratio": upd / w if w > 0 else np.nan}
+def _layer_grads(rec, row, n_layers):
+    """The kernel's per-layer columns of record row `row` (layers 1..n_layers)."""
+    w = rec.w_norm[row, :n_layers].astype(np.float64)
+    upd = rec.w_update_norm[row, :n_layers].astype(np.float64)
+    known = w > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(known, upd / np.where(known, w, 1.0), np.nan)
+    return {"w_grad_norm": rec.w_grad_norm[row, :n_layers].astype(np.float64),
+            "b_grad_norm": rec.b_grad_norm[row, :n_layers].astype(np.float64),
+            "delta_norm": rec.delta_norm[row, :n_layers].astype(np.float64),
+            "w_norm": np.where(known, w, np.nan), "update_ratio": ratio}
+
+
+def history_columns(rows):
+    """{column: array} of history rows (dicts; a key missing from a row is NaN there), the
+    columns in order of first appearance."""
+    names = list(dict.fromkeys(k for row in rows for k in row))
+    out = {}
+    for name in names:
+        values = [row.get(name, np.nan) for row in rows]
+        kinds = {type(v) for v in values}
+        dtype = np.bool_ if kinds == {bool} else np.int64 if kinds == {int} else np.float64
+        out[name] = np.array(values, dtype)
+    return out
+
+
+def layer_columns_of(blocks):
+    """{column: array} of the per-metric-step layer column dicts, concatenated."""
+    if not blocks:
+        return {}
+    return {name: np.concatenate([b[name] for b in blocks]) for name in blocks[0]}
 
 
 def _summarize(config, net, history, layers, status, thresholds, train_time, compile_time):
-    import pandas as pd
-    hist = pd.DataFrame(history)
-    lay = pd.DataFrame(layers)
-    run_labels, layer_labels = label_run(hist, lay, thresholds)
-    finite = hist["loss"][np.isfinite(hist["loss"])]
-    last = hist.iloc[-1]
+    hist = history_columns(history)
+    lay = layer_columns_of(layers)
+    run_labels, layer_rows = label_columns(hist, lay, thresholds)
+    loss = hist["loss"]
+    finite = loss[np.isfinite(loss)]
+
+    def last(name):
+        return float(hist[name][-1]) if name in hist else np.nan
     run = {"status": status, "error": "",
-           "final_loss": float(last.get("train_loss", np.nan)) if status != "diverged"
-           else float(last["loss"]),
+           "final_loss": last("train_loss") if status != "diverged" else last("loss"),
            "best_loss": float(finite.min()) if len(finite) else np.nan,
-           "final_train_accuracy": float(last.get("train_accuracy", np.nan)),
-           "final_test_accuracy": float(last.get("test_accuracy", np.nan)),
-           "final_test_loss": float(last.get("test_loss", np.nan)),
+           "final_train_accuracy": last("train_accuracy"),
+           "final_test_accuracy": last("test_accuracy"),
+           "final_test_loss": last("test_loss"),
            "steps_done": int(hist["step"].max()), "labels": format_labels(run_labels),
            "train_time": float(train_time), "compile_time": float(compile_time),
            "n_params": int(net.n_params)}
     for label in LABELS:
         run[f"first_{label}"] = int(run_labels[label]) if label in run_labels else -1
-    lay = lay.merge(_layer_label_columns(layer_labels), on="layer", how="left")
+    text = layer_label_text(layer_rows)
+    if lay:
+        lay["layer_labels"] = np.array([text.get(int(layer), np.nan) for layer in lay["layer"]],
+                                       object)
     return run, hist, lay
 
 
-def _layer_label_columns(layer_labels):
-    import pandas as pd
-    if layer_labels is None or len(layer_labels) == 0:
-        return pd.DataFrame({"layer": pd.Series(dtype=int), "layer_labels": pd.Series(dtype=str)})
-    grouped = layer_labels.groupby("layer").apply(
-        lambda g: ",".join(f"{r.label}@{int(r.first_step)}" for r in g.itertuples()),
-        include_groups=False)
-    return pd.DataFrame({"layer": grouped.index, "layer_labels": grouped.values})
-
-
 def payload_of(run, hist, lay):
-    """What a worker returns for one run: the run row and its tables as records."""
-    return {"run": run, "history": hist.to_dict("list"), "layers": lay.to_dict("list")}
+    """What a worker returns for one run: the run row and its tables as dicts of columns
+    (NumPy arrays)."""
+    return {"run": run, "history": hist, "layers": lay}
 
 
 def failed_payload(err):

@@ -92,15 +92,17 @@ def test_saturation_flag_means_a_vanishing_derivative_in_both_tails(name):
 
 
 def test_the_studies_sets_derive_from_the_registry():
-    from studies.analysis.metrics import DEAD_CAPABLE
+    from studies.analysis.metrics import DEAD_CAPABLE, INACTIVE_CAPABLE
     from studies.plots.vanishing import MATCHED_INIT
     from kernels.mlp import RELU_FAMILY as MLP_RELU_FAMILY
-    # the dead_fraction metric counts never-active units of the whole relu-like family (its
-    # output is unchanged); strictly dead units are possible for ReLU only
-    assert DEAD_CAPABLE == ("relu", "leaky_relu", "elu", "gelu", "gelu_tanh")
-    assert MLP_RELU_FAMILY == RELU_FAMILY == frozenset(DEAD_CAPABLE)
+    # dead_fraction: strictly dead units (zero gradient on every row), ReLU only;
+    # inactive_fraction: never-active units of the whole relu-like family
+    assert DEAD_CAPABLE == ("relu",) == tuple(n for n, a in ACTIVATIONS.items()
+                                              if a.dead_capable)
+    assert INACTIVE_CAPABLE == ("relu", "leaky_relu", "elu", "gelu", "gelu_tanh")
+    assert MLP_RELU_FAMILY == RELU_FAMILY == frozenset(INACTIVE_CAPABLE)
     assert {n: i for n, i in MATCHED_INIT.items() if i != "xavier_normal"} == {
-        n: "he_normal" for n in DEAD_CAPABLE}
+        n: "he_normal" for n in INACTIVE_CAPABLE}
 
 
 def test_other_flags():

@@ -282,3 +282,20 @@ def test_a_spec_labels_table_takes_every_threshold_by_name():
     assert Thresholds.from_dict(spec.labels) == Thresholds()
     with pytest.raises(SpecError, match=r"\[labels\].*'min_improvment'"):
         parse_spec({"name": "t", "labels": {"min_improvment": 0.1}}, path="<t>")
+
+
+@pytest.mark.parametrize("activation,scale,lr", [("sigmoid", 0.1, 1e-12), ("relu", 1.0, 0.5),
+                                                 ("tanh", 5.0, 10.0)])
+def test_numpy_columns_and_frames_give_the_same_labels(activation, scale, lr):
+    """label_columns (what a run labels its own NumPy columns with) and label_run on the
+    DataFrames (what the store relabels loaded runs with) agree, per run and per layer."""
+    from studies.analysis.labels import label_columns
+    net = MLP([8, 16, 16, 4], activation=activation, init="naive_normal", init_scale=scale,
+              seed=0)
+    x, y = data()
+    per_step, layers, _ = tables(net, x, y, lr=lr, epochs=3, batch_size=16)
+    run, table = label_run(per_step, layers)
+    columns = [{c: frame[c].to_numpy() for c in frame.columns} for frame in (per_step, layers)]
+    run_np, rows = label_columns(*columns)
+    assert run_np == run
+    assert rows == [(int(r.layer), r.label, int(r.first_step)) for r in table.itertuples()]

@@ -58,9 +58,10 @@ def expected_row(layer, z, h, a, activation):
         row["saturated_fraction"] = np.mean((a < 0.03) | (a > 0.97))
     else:
         row["saturated_fraction"] = np.nan
-    dead = np.all(pre <= 0, axis=0).mean()
-    row["dead_fraction"] = dead if activation in ("relu", "leaky_relu", "elu", "gelu",
-                                                  "gelu_tanh") else np.nan
+    never = np.all(pre <= 0, axis=0).mean()
+    row["dead_fraction"] = never if activation == "relu" else np.nan
+    row["inactive_fraction"] = never if activation in ("relu", "leaky_relu", "elu", "gelu",
+                                                       "gelu_tanh") else np.nan
     for key in ("g_mean", "g_std", "g_p2") + tuple(f"g_p{q}" for q in Q):
         row[key] = np.nan
     return row
@@ -112,15 +113,32 @@ def test_float32_network_statistics():
 
 
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "elu", "gelu"])
-def test_dead_fraction_with_biases_forced_negative_and_positive(activation):
+def test_never_active_units_with_biases_forced_negative_and_positive(activation):
+    """inactive_fraction: the whole relu-like family; dead_fraction: ReLU only (NaN else)."""
     net = MLP([5, 10, 3], activation=activation, seed=0)
     x = inputs()
-    net.biases[0][...] = -100.0
-    assert layer_statistics(net, x)[0]["dead_fraction"] == 1.0
-    net.biases[0][...] = 100.0
-    assert layer_statistics(net, x)[0]["dead_fraction"] == 0.0
+    for bias, share in ((-100.0, 1.0), (100.0, 0.0)):
+        net.biases[0][...] = bias
+        row = layer_statistics(net, x)[0]
+        assert row["inactive_fraction"] == share
+        assert row["dead_fraction"] == share if activation == "relu" \
+            else np.isnan(row["dead_fraction"])
     net.biases[0][:4] = -100.0
-    assert layer_statistics(net, x)[0]["dead_fraction"] == pytest.approx(0.4)
+    assert layer_statistics(net, x)[0]["inactive_fraction"] == pytest.approx(0.4)
+
+
+def test_dead_units_over_the_whole_training_set_not_only_the_evaluation_rows():
+    """active (a pass over every training row) decides dead_fraction, not the rows x: a unit
+    negative on the evaluation rows but positive on a later training row is not dead."""
+    from studies.analysis.metrics import evaluation_outputs, new_active
+    net = MLP([1, 2, 2], activation="relu", seed=0)
+    net.weights[0][...] = [[1.0], [-1.0]]
+    net.biases[0][...] = 0.0
+    x_train = np.array([[-1.0], [-2.0], [3.0], [-1.5]])
+    active = new_active(net)
+    evaluation_outputs(net, x_train, True, active)
+    assert layer_statistics(net, x_train[:2])[0]["dead_fraction"] == 0.5  # these rows only
+    assert layer_statistics(net, x_train[:2], active=active)[0]["dead_fraction"] == 0.0
 
 
 def test_a_unit_active_on_a_single_row_is_not_dead():

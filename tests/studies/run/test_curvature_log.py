@@ -30,7 +30,8 @@ def test_grouped_runs_give_the_bits_of_runs_alone(alone):
                                        (l_group, l_alone, LAYER_COLUMNS)):
             assert np.isfinite(single[list(columns)].to_numpy()).all()
             for column in columns:
-                np.testing.assert_array_equal(group[column].to_numpy(), single[column].to_numpy())
+                np.testing.assert_array_equal(np.asarray(group[column]),
+                                              single[column].to_numpy())
     # different runs draw different probes: the seeds are per run
     assert alone[0][1]["hessian_trace"].iloc[0] != alone[1][1]["hessian_trace"].iloc[0]
 
@@ -76,17 +77,18 @@ def test_a_trained_network_measures_as_the_direct_calls_at_its_step():
         net.params -= 0.1 * net.grads
     log = CurvatureLog(config, x, y)
     log.calls = 2  # the third metric step: step 4
-    evals, stats = {}, [{"layer": 1}, {"layer": 2}, {"layer": 3}]
+    evals, stats = {}, {"layer": np.arange(1, 4)}
     log.add(net, evals, stats)
     assert evals["sharpness"] == net.sharpness(
         x, y, tol=config["sharpness_tol"], max_iter=config["sharpness_max_iter"],
         seed=estimator_seed(config["seed"], 4, LANCZOS))
     assert (evals["hessian_trace"], evals["hessian_trace_se"]) == net.hessian_trace(
         x, y, samples=config["trace_samples"], seed=estimator_seed(config["seed"], 4, HUTCHINSON))
-    assert [s["grad_snr"] for s in stats] == list(net.gradient_noise(x, y)["snr_layers"])
+    assert list(stats["grad_snr"]) == list(net.gradient_noise(x, y)["snr_layers"])
     net.params[0] = np.nan  # a non-finite network records NaN, not an error
     log.add(net, evals, stats)
     assert all(np.isnan(evals[c]) for c in HISTORY_COLUMNS)
+    assert all(np.isnan(stats[c]).all() for c in LAYER_COLUMNS)
 
 
 def test_the_interval_picks_its_metric_steps_and_the_last():

@@ -97,7 +97,8 @@ def test_per_run_keys_train_in_a_group_as_alone():
         configs = [resolve({**GROUPED["fixed"], **fixed, **v}) for v in variants]
         assert len({group_key(c) for c in configs}) == 1
         alone = [train_run(c) for c in configs]
-        together = train_group(configs)
+        together = [(run, pd.DataFrame(hist), pd.DataFrame(lay))
+                    for run, hist, lay in train_group(configs)]
         if "objective" not in fixed:  # (bounded sigmoid outputs do not diverge)
             assert len({a[0]["steps_done"] for a in alone}) > 1, "some runs must stop early"
         for (run_a, hist_a, lay_a), (run_b, hist_b, lay_b) in zip(alone, together):

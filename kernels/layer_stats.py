@@ -1,0 +1,286 @@
+"""Per-layer activation statistics and the evaluation pass of a run's metric step, compiled.
+
+`layer_summaries(net, work, n, backward, out)` fills out[l] (one float64 row per layer l) with
+the columns of SUMMARY_COLUMNS from the buffers a forward (and backward) pass left in the
+workspace, for the first n rows:
+- for z (affine output), h (batch-norm output, NaN columns without batch norm), a (activation
+  output) and g = n dl/dz (with `backward`, else NaN): mean and std over all rows x units, in
+  float64 summed as NumPy sums (`np.mean(v, dtype=float64)`, `np.std`: pairwise sums of 8
+  lanes, blocks of 128, over cast buffers of BUFFER entries), and the exact percentiles
+  PERCENTILES (linear interpolation between order statistics, kernels.order_stats; g also its
+  2nd percentile);
+- unit0_p15/p50/p85: percentiles of unit 0's activation input over the rows;
+- saturated: entries in the flat tails (tanh |a| > TANH_SATURATION; sigmoid a < SIGMOID_LOW or
+  a > SIGMOID_HIGH; thresholds in the buffer's dtype), NaN for other activations.
+`active_units(...)` marks the units whose activation input is > 0 (or NaN) on some row.
+
+`evaluation_rows(net, params, running, work, x, out, logits, active)` is the evaluation-mode
+forward pass of every row of x in chunks of the workspace capacity (as step.predict_rows: out
+= the network output, or the output layer's activation input with `logits`), that also ORs
+into active[u] whether unit u's activation input was > 0 (or NaN) on any row, so units never
+active over a whole split cost no second pass.
+
+References: `layer_summaries_reference`, `evaluation_rows_reference` (NumPy).
+"""
+import numpy as np
+
+from ._jit import kernel, kernel_exact_order
+from .activations import SIGMOID, TANH
+from .order_stats import order_statistics
+from .step import _block, _pre_activation, forward_batch
+
+TANH_SATURATION = 0.97   # tanh saturated: |a| > 0.97 (tanh'(h) < 0.06)
+SIGMOID_LOW = 0.03       # sigmoid saturated: a < 0.03 or a > 0.97 (sigma'(h) < 0.03)
+SIGMOID_HIGH = 0.97
+PERCENTILES = (15.0, 50.0, 85.0, 98.0)
+UNIT0_PERCENTILES = (15.0, 50.0, 85.0)
+GRADIENT_LOW = 2.0       # g also gets its 2nd percentile (a two-sided distribution)
+STAT_SUFFIXES = ("mean", "std") + tuple(f"p{int(q)}" for q in PERCENTILES)
+SUMMARY_COLUMNS = (tuple(f"{b}_{s}" for b in ("z", "h", "a") for s in STAT_SUFFIXES)
+                   + tuple(f"unit0_p{int(q)}" for q in UNIT0_PERCENTILES)
+                   + ("saturated_fraction",) + tuple(f"g_{s}" for s in STAT_SUFFIXES)
+                   + ("g_p2",))
+N_STATS = len(STAT_SUFFIXES)
+UNIT0_AT = 3 * N_STATS
+SATURATED_AT = UNIT0_AT + len(UNIT0_PERCENTILES)
+GRADIENT_AT = SATURATED_AT + 1
+BUFFER = 8192            # NumPy's cast buffer (np.getbufsize()): a float32 sum in float64
+BLOCK = 128              # NumPy's pairwise-sum block
+
+
+@kernel_exact_order
+def _block_sum(v, lo, n):
+    """NumPy's sum of a block of n <= BLOCK entries: in order below 8, else 8 lanes."""
+    if n < 8:
+        res = 0.0
+        for i in range(lo, lo + n):
+            res += v[i]
+        return res
+    r0, r1, r2, r3 = v[lo], v[lo + 1], v[lo + 2], v[lo + 3]
+    r4, r5, r6, r7 = v[lo + 4], v[lo + 5], v[lo + 6], v[lo + 7]
+    end = n - n % 8
+    for i in range(8, end, 8):
+        r0 += v[lo + i]
+        r1 += v[lo + i + 1]
+        r2 += v[lo + i + 2]
+        r3 += v[lo + i + 3]
+        r4 += v[lo + i + 4]
+        r5 += v[lo + i + 5]
+        r6 += v[lo + i + 6]
+        r7 += v[lo + i + 7]
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    for i in range(end, n):
+        res += v[lo + i]
+    return res
+
+
+@kernel_exact_order
+def _pairwise(v, lo, n):
+    """NumPy's pairwise sum of v[lo:lo + n] (float64): blocks of up to BLOCK entries, and
+    above that (left half, at a multiple of 8) + (right half), walked with an explicit stack
+    (phase 0: split or sum a block; 1: left half summed; 2: both summed)."""
+    if n <= BLOCK:
+        return _block_sum(v, lo, n)
+    starts = np.empty(64, np.int64)
+    sizes = np.empty(64, np.int64)
+    phase = np.zeros(64, np.int64)
+    left = np.empty(64, np.float64)
+    top, ret = 0, 0.0
+    starts[0], sizes[0] = lo, n
+    while top >= 0:
+        m = sizes[top]
+        half = m // 2
+        half -= half % 8
+        if phase[top] == 0 and m <= BLOCK:
+            ret = _block_sum(v, starts[top], m)
+            top -= 1
+        elif phase[top] == 0:
+            phase[top] = 1
+            starts[top + 1], sizes[top + 1], phase[top + 1] = starts[top], half, 0
+            top += 1
+        elif phase[top] == 1:
+            left[top] = ret
+            phase[top] = 2
+            starts[top + 1], sizes[top + 1] = starts[top] + half, m - half
+            phase[top + 1] = 0
+            top += 1
+        else:
+            ret = left[top] + ret
+            top -= 1
+    return ret
+
+
+@kernel_exact_order
+def _percentiles_into(values, qs, out, at):
+    """out[at + k] = np.percentile(values, qs[k]) (linear) from exact order statistics, written
+    as metrics computed it: a + (b - a) t for t < 0.5, else b - (b - a)(1 - t)."""
+    n = values.shape[0]
+    ranks = np.empty(2 * qs.shape[0], np.int64)
+    for k in range(qs.shape[0]):
+        lo = int(qs[k] / 100.0 * (n - 1))
+        ranks[2 * k] = lo
+        ranks[2 * k + 1] = min(lo + 1, n - 1)
+    found = order_statistics(values, ranks)
+    for k in range(qs.shape[0]):
+        pos = qs[k] / 100.0 * (n - 1)
+        t = pos - int(pos)
+        a, b = found[2 * k], found[2 * k + 1]
+        out[at + k] = a + (b - a) * t if t < 0.5 else b - (b - a) * (1.0 - t)
+
+
+@kernel_exact_order
+def _summary_into(values, scratch, out, at):
+    """mean, std (as NumPy's, in float64) and PERCENTILES of the entries of values into
+    out[at:at + N_STATS]; scratch: float64, at least len(values) long."""
+    n = values.shape[0]
+    chunk = n if values.itemsize == 8 else BUFFER  # float64 entries are summed uncast
+    total = 0.0
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
+        for i in range(lo, hi):
+            scratch[i] = float(values[i])
+        total += _pairwise(scratch, lo, hi - lo)
+    mean = total / n
+    for i in range(n):
+        d = scratch[i] - mean
+        scratch[i] = d * d
+    out[at] = mean
+    out[at + 1] = np.sqrt(_pairwise(scratch, 0, n) / n)
+    _percentiles_into(values, np.array(PERCENTILES), out, at + 2)
+
+
+@kernel
+def _saturated(a, code):
+    """Fraction of entries of a in the flat tails of tanh / sigmoid; NaN for others."""
+    hits = 0
+    if code == TANH:
+        high, low = a.dtype.type(TANH_SATURATION), a.dtype.type(-TANH_SATURATION)
+    elif code == SIGMOID:
+        high, low = a.dtype.type(SIGMOID_HIGH), a.dtype.type(SIGMOID_LOW)
+    else:
+        return np.nan
+    for i in range(a.shape[0]):
+        if a[i] > high or a[i] < low:
+            hits += 1
+    return hits / a.shape[0]
+
+
+@kernel
+def _flat(buf, net, work, layer, n):
+    start = work.cap * net.unit_start[layer]
+    return buf[start:start + n * net.sizes[layer + 1]]
+
+
+@kernel
+def layer_summaries(net, work, n, backward, out):
+    """out[l, :] = the SUMMARY_COLUMNS of layer l over the first n rows of the workspace."""
+    out[:] = np.nan
+    scratch = np.empty(n * net.sizes[1:].max(), np.float64)
+    for layer in range(net.sizes.shape[0] - 1):
+        row = out[layer]
+        _summary_into(_flat(work.z, net, work, layer, n), scratch, row, 0)
+        if net.bn[layer]:
+            _summary_into(_flat(work.h, net, work, layer, n), scratch, row, N_STATS)
+        a = _flat(work.a, net, work, layer, n)
+        _summary_into(a, scratch, row, 2 * N_STATS)
+        h = _pre_activation(net, work, layer, n)
+        unit0 = np.empty(n, h.dtype)
+        for r in range(n):
+            unit0[r] = h[r, 0]
+        _percentiles_into(unit0, np.array(UNIT0_PERCENTILES), row, UNIT0_AT)
+        row[SATURATED_AT] = _saturated(a, net.act_code[layer])
+        if backward:  # g = n dl/dz in the buffer's dtype: the per-sample gradient
+            g = _flat(work.dz, net, work, layer, n) * work.dz.dtype.type(n)
+            _summary_into(g, scratch, row, GRADIENT_AT)
+            _percentiles_into(g, np.array((GRADIENT_LOW,)), row, GRADIENT_AT + N_STATS)
+
+
+@kernel
+def active_units(net, work, n, active):
+    """active[u] |= (activation input of unit u > 0, or NaN, on some of the first n rows)."""
+    for layer in range(net.sizes.shape[0] - 1):
+        h = _pre_activation(net, work, layer, n)
+        u = net.unit_start[layer]
+        width = h.shape[1]
+        seen = np.zeros(width, np.uint8)
+        for r in range(n):  # branch-free, so the row loop vectorizes
+            for j in range(width):
+                seen[j] |= np.uint8(not h[r, j] <= 0)
+        for j in range(width):
+            active[u + j] |= seen[j] != 0
+
+
+@kernel
+def evaluation_rows(net, params, running, work, x, out, logits, active):
+    """Evaluation-mode forward pass of all rows of x in chunks of the workspace capacity;
+    out = network output (logits: the output layer's activation input); active as in
+    active_units over every row."""
+    n_rows = x.shape[0]
+    n0 = net.sizes[0]
+    last = net.sizes.shape[0] - 2
+    n_out = net.sizes[last + 1]
+    for lo in range(0, n_rows, work.cap):
+        hi = min(n_rows, lo + work.cap)
+        n_batch = hi - lo
+        for r in range(n_batch):
+            for j in range(n0):
+                work.x[r * n0 + j] = x[lo + r, j]
+        forward_batch(net, params, running, work, n_batch, False)
+        active_units(net, work, n_batch, active)
+        a = _pre_activation(net, work, last, n_batch) if logits \
+            else _block(work.a, net, work, last, n_batch)
+        for r in range(n_batch):
+            for j in range(n_out):
+                out[lo + r, j] = a[r, j]
+
+
+def _percentiles_reference(values, qs):
+    flat = np.asarray(values, np.float64).ravel()
+    return [float(np.percentile(flat, q)) if not np.isnan(flat).any() else np.nan for q in qs]
+
+
+def layer_summaries_reference(z, h, a, g, activation):
+    """One layer's SUMMARY_COLUMNS by NumPy (z, a, h or None, g or None: (n, width) arrays;
+    g already n dl/dz), as a dict."""
+    out = {}
+    for prefix, v in (("z", z), ("h", h), ("a", a), ("g", g)):
+        for k, s in enumerate(STAT_SUFFIXES):
+            out[f"{prefix}_{s}"] = np.nan
+        if v is None:
+            continue
+        out[f"{prefix}_mean"] = float(np.mean(v, dtype=np.float64))
+        out[f"{prefix}_std"] = float(np.std(v, dtype=np.float64))
+        for q, p in zip(PERCENTILES, _percentiles_reference(v, PERCENTILES)):
+            out[f"{prefix}_p{int(q)}"] = p
+    out["g_p2"] = _percentiles_reference(g, (GRADIENT_LOW,))[0] if g is not None else np.nan
+    pre = h if h is not None else z
+    for q, p in zip(UNIT0_PERCENTILES, _percentiles_reference(pre[:, 0], UNIT0_PERCENTILES)):
+        out[f"unit0_p{int(q)}"] = p
+    if activation == "tanh":
+        sat = np.count_nonzero(np.abs(a) > a.dtype.type(TANH_SATURATION)) / a.size
+    elif activation == "sigmoid":
+        sat = (np.count_nonzero(a > a.dtype.type(SIGMOID_HIGH))
+               + np.count_nonzero(a < a.dtype.type(SIGMOID_LOW))) / a.size
+    else:
+        sat = np.nan
+    out["saturated_fraction"] = sat
+    return out
+
+
+def evaluation_rows_reference(pre_activations):
+    """active per unit (concatenated over layers) from each layer's (rows, width) activation
+    input: some row > 0 or NaN."""
+    return np.concatenate([~np.all(np.asarray(h) <= 0, axis=0) for h in pre_activations])
+
+
+def output_scores(out, targets, classification):
+    """(loss, accuracy) of a network's float64 output rows against float64 targets (one-hot
+    for classes): MSE sum_j (out - t)^2 / N and accuracy None; or, from the logits z,
+    cross-entropy through a float64 log-sum-exp (exact however confident and wrong) and the
+    argmax accuracy."""
+    if not classification:
+        return float(((out - targets) ** 2).sum() / len(out)), None
+    m = out.max(axis=1, keepdims=True)
+    lse = m[:, 0] + np.log(np.exp(out - m).sum(axis=1))
+    loss = float((targets * (lse[:, None] - out)).sum() / len(out))
+    return loss, float(np.mean(out.argmax(axis=1) == targets.argmax(axis=1)))
