@@ -60,7 +60,7 @@ OTHER = "other"
 # Reading order of the bundled studies inside a section; others follow by name.
 STUDY_ORDER = ("activations", "losses", "vanishing", "glorot2010", "he2015", "gd_variants",
                "optimizers", "learning_rate", "clipping", "batchnorm", "dead_relu",
-               "mean_field", "mnist1d")
+               "mean_field", "trainability", "mnist1d")
 STATUSES = ("completed", "diverged", "failed")
 
 

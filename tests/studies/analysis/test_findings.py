@@ -15,7 +15,7 @@ from studies.store import Results
 
 def test_every_bundled_study_has_a_finding_function():
     assert set(bundled_specs()) <= set(known_studies())
-    assert len(known_studies()) == 13
+    assert len(known_studies()) == 14
 
 
 def test_verdict_rule():
