@@ -45,4 +45,4 @@ def test_figure_and_finding(results, tmp_path):
     rows, verdict = verdicts("trainability", results)
     assert verdict == ["reproduced"]
     assert f"{fig.numbers['agreement']:.0%}" in rows[0]["measured"]
-    assert fig.caption.endswith("reproduced.") or "Verdict" in fig.caption
+    assert "Verdict: reproduced (" in fig.caption
