@@ -135,7 +135,7 @@ def gradient_check_figure(rows, stem):
                           "median_error": float(np.median([r["error"] for r in sub])),
                           "floor": float(np.mean([r["floor"] for r in sub])),
                           "bound": BOUNDS[dtype]}
-    axes[0][-1].legend(fontsize=5.5, ncol=2, loc="center right")
+    axes[0][-1].legend(fontsize=5, ncol=3, loc="upper right", bbox_to_anchor=(1.0, 0.95))
     png, pdf = save(fig, str(stem))
     held = all(numbers[d]["max_error"] <= BOUNDS[d] for d in DTYPES)
     n64, n32 = numbers["float64"], numbers["float32"]
