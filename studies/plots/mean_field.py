@@ -358,3 +358,63 @@ def mean_field_phase(results):
                f"counts as on the line). {_setup_text(table)}." + _diverged_note(table)
                + failed_note(failed))
     return [Figure(fig, "mean_field_phase", with_verdict(caption, "mean_field", results), numbers)]
+
+
+CORRELATION_SIGMA_W2 = (1.0, 1.76, 2.5, 4.0)   # ordered, critical, two chaotic (tanh)
+
+
+def _xi_c(sigma_w2, sigma_b2, activation):
+    try:
+        return theory.depth_scales(float(sigma_w2), float(sigma_b2), activation)[1]
+    except ValueError:
+        return np.nan
+
+
+def _shown_sigma_b2(results):
+    runs = results.runs
+    values = sorted(runs["sigma_b2"].dropna().unique()) if "sigma_b2" in runs else []
+    return 0.05 if 0.05 in values or not values else float(values[0])
+
+
+@figure("mean_field_correlation")
+def mean_field_correlation(results):
+    b2 = _shown_sigma_b2(results)
+    fig, axes = new_figure(ncols=2, width=FULL_WIDTH, height=2.6)
+    ax, right = axes[0]
+    c = np.linspace(-1.0, 1.0, 81)
+    ax.plot(c, c, color="0.6", linewidth=0.8, linestyle=":")
+    fixed = []
+    for s in CORRELATION_SIGMA_W2:
+        q = theory.fixed_point_q(s, b2, "tanh")
+        ax.plot(c, [theory.correlation_map(v, q, s, b2, "tanh") for v in c],
+                color=sigma_w2_color(s), linewidth=1.0, label=f"$\\sigma_w^2$={fmt(s)}")
+        star = theory.fixed_point_c(s, b2, "tanh")
+        ax.plot([star], [star], "o", color=sigma_w2_color(s), markersize=3.5)
+        fixed.append(f"{fmt(s)}: c* = {fmt(star, 3)}, chi_c = "
+                     f"{fmt(theory.correlation_slope(star, s, b2, 'tanh'), 3)}")
+    ax.set_xlabel(r"$c_{l-1}$")
+    ax.set_ylabel(r"$c_l$ (tanh)")
+    ax.legend(fontsize=6)
+    grid = np.linspace(0.3, 5.0, 95)
+    numbers = {"sigma_b2": b2, "xi_c": {}}
+    for act in ("tanh", "relu"):
+        xi = np.array([_xi_c(s, b2, act) for s in grid])
+        right.plot(grid, 6 * xi, color=color_for("activation", act), label=f"6 xi_c, {act}")
+        numbers["xi_c"][act] = {fmt(s): _xi_c(s, b2, act) for s in (0.5, 1.0, 1.5, 2.5, 4.0)}
+    crit = theory.critical_sigma_w2(b2, "tanh")
+    right.axvline(crit, color="0.4", linestyle=":", linewidth=0.8)
+    right.axvline(2.0, color=color_for("activation", "relu"), linestyle=":", linewidth=0.8)
+    log_axis(right, "y", r"$6\,\xi_c$ (layers)")
+    right.set_xlabel(r"$\sigma_w^2$")
+    right.set_ylim(1, 1e4)
+    right.legend(fontsize=6)
+    t = numbers["xi_c"]["tanh"]
+    caption = (f"Mean-field correlation map of two inputs, c_l = f(c_(l-1)) at q* for tanh "
+               f"with sigma_b^2 = {fmt(b2)} (dots: the attracting fixed point c*; "
+               f"{'; '.join(fixed)}), and the depth scale xi_c = -1/ln chi_c, chi_c = f'(c*), "
+               f"as 6 xi_c against sigma_w^2 (theory only, no runs). tanh: 6 xi_c = "
+               f"{fmt(6 * t['0.5'])}, {fmt(6 * t['1'])}, {fmt(6 * t['2.5'])}, {fmt(6 * t['4'])} "
+               f"at sigma_w^2 = 0.5, 1, 2.5, 4, diverging at the critical {fmt(crit, 3)}; ReLU "
+               f"is ordered (c* = 1) below sigma_w^2 = 2 and has no chaotic phase: above 2 "
+               f"no q* exists, so no xi_c is drawn there.")
+    return [Figure(fig, "mean_field_correlation", caption, numbers)]

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from studies.report.findings_table import findings_html, findings_markdown, write_findings
+from studies.report.kernel_checks import NAME as KERNEL_CHECKS, kernel_checks_part
 
 # The sections of the report that studies illustrate, in the report's order, with the claim each
 # makes (paraphrased) so a reader sees what the figures test.
@@ -58,9 +59,8 @@ SUBSECTION_CLAIMS = {"8.1": "Proper initialization (Xavier, He), non-saturating 
 OTHER = "other"
 # Reading order of the bundled studies inside a section; others follow by name.
 STUDY_ORDER = ("activations", "losses", "vanishing", "glorot2010", "he2015", "gd_variants",
-               "critical_batch",
-               "optimizers", "learning_rate", "lr_range", "clipping", "batchnorm", "dead_relu",
-               "mean_field", "mnist1d")
+               "critical_batch", "optimizers", "learning_rate", "lr_range", "edge_of_stability",
+               "clipping", "batchnorm", "dead_relu", "mean_field", "trainability", "mnist1d")
 STATUSES = ("completed", "diverged", "failed")
 
 
@@ -221,21 +221,23 @@ def _git_commit():
 
 
 def build_report(scale="quick", out="results/report", results_root="results", workers=None,
-                 only=None, show_progress=True, spec_paths=None):
-    """Runs and draws every bundled study (or `only` those names; `spec_paths` overrides the
-    bundled {name: path}) and writes out/index.md and out/index.html; returns a ReportSummary."""
+                 only=None, show_progress=True, spec_paths=None, kernel_checks=True):
+    """Runs, draws and reports the bundled studies (or `only` those; `spec_paths`: {name: path})
+    and the section 4 kernel checks (unless left out) to out/index.md, index.html."""
     from studies.spec import SCALES, bundled_specs
     if scale not in SCALES:
         raise ValueError(f"--scale: {scale!r} is not one of {list(SCALES)}")
     started = time.perf_counter()
     paths = dict(spec_paths if spec_paths is not None else bundled_specs())
+    checks = kernel_checks and (not only or KERNEL_CHECKS in only)
     if only:
+        only = [n for n in only if n != KERNEL_CHECKS]
         unknown = [n for n in only if n not in paths]
         if unknown:
             raise ValueError(f"--only: unknown study name(s) {unknown}; bundled: "
                              f"{', '.join(paths) or 'none'}")
         paths = {n: paths[n] for n in only}
-    if not paths:
+    if not paths and not checks:
         raise ValueError("no study specs found")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -244,6 +246,7 @@ def build_report(scale="quick", out="results/report", results_root="results", wo
         if show_progress:
             print(f"== {name}", flush=True)
         studies.append(report_study(path, scale, out, results_root, workers, show_progress))
+    studies += [StudyReport(**kernel_checks_part(out))] if checks else []  # section 4
     studies.sort(key=_order)
     commit, info = _git_commit()
     summary = ReportSummary(scale=scale, out=str(out), markdown=str(out / "index.md"),

@@ -44,7 +44,8 @@ from studies.theory.quadrature import (
 
 __all__ = ["HIDDEN_ACTIVATIONS", "RULES", "N_NODES", "Z_MAX", "Q_MAX", "gaussian_expectation",
            "length_map", "correlation_map", "fixed_point_q", "fixed_point_c", "chi_1",
-           "critical_sigma_w2", "predicted_gradient_ratio", "depth_scales"]
+           "critical_sigma_w2", "predicted_gradient_ratio", "depth_scales", "correlation_slope",
+           "trainable_depth"]
 
 HIDDEN_ACTIVATIONS = tuple(name for name, a in ACTIVATIONS.items() if a.hidden)
 Q_MAX = 1e30            # a length beyond this counts as divergence
@@ -397,3 +398,31 @@ def _depth_scale(rate):
     if rate <= 0.0:
         return 0.0
     return -1.0 / math.log(rate)
+
+
+def correlation_slope(c, sigma_w2, sigma_b2, activation, q=None, param=None, n_nodes=N_NODES,
+                      rule="split"):
+    """d c_l / d c_{l-1} of the correlation map at c, q = q* (default): by Gaussian integration
+    by parts, sigma_w2 E[phi'(u1) phi'(u2)] with u1, u2 of variance q and correlation c. At
+    c = c* this is chi_c, and xi_c = -1/log(chi_c)."""
+    c = _check_correlation("c", c)
+    sigma_w2 = _check_nonneg("sigma_w2", sigma_w2)
+    sigma_b2 = _check_nonneg("sigma_b2", sigma_b2)
+    p = _check_activation(activation, param)
+    n_nodes = _check_rule(rule, n_nodes)
+    q = _q_or_fixed_point(q, sigma_w2, sigma_b2, activation, p, n_nodes, rule)
+    if c >= 1.0:
+        return _chi_1(sigma_w2, activation, p, q, n_nodes, rule)
+    dphi = _dphi(activation, p)
+    if c <= -1.0:
+        return sigma_w2 * _expect(lambda h: dphi(h) * dphi(-h), q, n_nodes, rule)
+    return sigma_w2 * _expect_pair(dphi, dphi, q, c, n_nodes, rule)
+
+
+def trainable_depth(sigma_w2, sigma_b2, activation, factor=6.0, param=None, n_nodes=N_NODES,
+                    rule="split"):
+    """factor * xi_c: the depth below which Schoenholz et al. (2017) find random-initialized
+    networks trainable (factor 6); math.inf on the order-to-chaos line; ValueError where q*
+    does not exist (ReLU above sigma_w2 = 2: no chaotic phase, the length grows without bound)."""
+    factor = _check_positive("factor", factor)
+    return factor * depth_scales(sigma_w2, sigma_b2, activation, param, n_nodes, rule)[1]

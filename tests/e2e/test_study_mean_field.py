@@ -85,7 +85,8 @@ def test_weight_gradient_slope_is_not_what_chi1_predicts(results):
 def test_figures_are_drawn_with_the_worst_setting_in_the_caption(results, tmp_path):
     made = draw(results, tmp_path)
     stems = {fig.stem for fig, _, _ in made}
-    assert stems == {"mean_field_profiles", "mean_field_chi1", "mean_field_phase"}
+    assert stems == {"mean_field_profiles", "mean_field_chi1", "mean_field_phase",
+                     "mean_field_correlation"}
     for fig, png, pdf in made:
         assert (tmp_path / f"{fig.stem}.png").stat().st_size > 0
         assert (tmp_path / f"{fig.stem}.pdf").stat().st_size > 0
@@ -95,6 +96,11 @@ def test_figures_are_drawn_with_the_worst_setting_in_the_caption(results, tmp_pa
     he = [r for r in chi1.numbers["table"] if r["activation"] == "relu" and r["sigma_w2"] == 2.0]
     assert len(he) == 1 and abs(he[0]["chi1_measured"] - 1.0) < 0.05
     assert chi1.numbers["max_abs_log_error"] < TOLERANCE
+    corr = next(fig for fig, _, _ in made if fig.stem == "mean_field_correlation")
+    xi = corr.numbers["xi_c"]
+    assert all(0 < v < math.inf for v in xi["tanh"].values())     # tanh: both phases
+    assert math.isnan(xi["relu"]["2.5"]) and math.isnan(xi["relu"]["4"])  # ReLU: no chaos
+    assert xi["relu"]["1"] == pytest.approx(-1 / math.log(0.5), rel=1e-12)
     phase = next(fig for fig, _, _ in made if fig.stem == "mean_field_phase")
     assert phase.numbers["same_phase"] == phase.numbers["configurations"]
 

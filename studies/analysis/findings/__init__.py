@@ -9,7 +9,8 @@ from the tables: `reproduced` when every check of the criterion holds, `partly` 
 `not reproduced` when none do (or the runs needed are missing). Numbers over several seeds are
 quoted as mean [min, max] over the seeds.
 """
-from . import batching, curvature, gradients, training  # noqa: F401  (they register their studies)
+from . import batching, curvature, gradients, mean_field, training  # noqa: F401  (they register
+# their studies)
 from .common import COLUMNS, FINDINGS, VERDICTS, row, table, verdict, verdict_line
 
 __all__ = ["COLUMNS", "FINDINGS", "VERDICTS", "findings_for", "known_studies", "table",

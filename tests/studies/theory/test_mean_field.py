@@ -258,6 +258,45 @@ def test_depth_scales_tanh():
     assert T.depth_scales(crit, 0.05, "tanh")[1] > 1e4
 
 
+def _numerical_slope(c, q, sigma_w2, sigma_b2, activation, h=1e-4):
+    """d f/dc of the correlation map by differences: central inside (-1, 1), one-sided
+    second order at c = 1."""
+    f = lambda x: T.correlation_map(x, q, sigma_w2, sigma_b2, activation)
+    if c >= 1.0:
+        return (3 * f(1.0) - 4 * f(1.0 - h) + f(1.0 - 2 * h)) / (2 * h)
+    return (f(c + h) - f(c - h)) / (2 * h)
+
+
+@pytest.mark.parametrize("sigma_w2", [0.8, 1.2, 2.5, 3.5])
+def test_xi_c_matches_the_numerical_slope_of_the_correlation_map(sigma_w2):
+    q = T.fixed_point_q(sigma_w2, 0.05, "tanh")
+    c = T.fixed_point_c(sigma_w2, 0.05, "tanh")
+    assert (c == 1.0) == (sigma_w2 < T.critical_sigma_w2(0.05, "tanh"))
+    numeric = _numerical_slope(c, q, sigma_w2, 0.05, "tanh")
+    analytic = T.correlation_slope(c, sigma_w2, 0.05, "tanh")
+    assert analytic == pytest.approx(numeric, rel=1e-6)
+    xi_c = T.depth_scales(sigma_w2, 0.05, "tanh")[1]
+    assert xi_c == pytest.approx(-1 / math.log(numeric), rel=1e-5)
+    assert T.trainable_depth(sigma_w2, 0.05, "tanh") == pytest.approx(6 * xi_c, rel=1e-15)
+    for c_in in (-0.6, 0.0, 0.7):   # the slope of the whole map, not only at c*
+        assert T.correlation_slope(c_in, sigma_w2, 0.05, "tanh", q=q) == \
+            pytest.approx(_numerical_slope(c_in, q, sigma_w2, 0.05, "tanh"), rel=1e-6)
+
+
+def test_relu_has_no_chaotic_phase():
+    """Below sigma_w2 = 2 ReLU is ordered (c* = 1, xi_c = -1/log(sigma_w2/2) finite); above it
+    no q* exists (the length grows without bound), so there is no chaotic fixed point c* < 1."""
+    for sigma_w2 in (0.5, 1.0, 1.5, 1.9):
+        assert T.fixed_point_c(sigma_w2, 0.05, "relu") == 1.0
+        xi_c = T.depth_scales(sigma_w2, 0.05, "relu")[1]
+        assert xi_c == pytest.approx(-1 / math.log(sigma_w2 / 2), rel=1e-12)
+    assert T.critical_sigma_w2(0.05, "relu") == 2.0
+    for sigma_w2 in (2.1, 3.0, 4.0):
+        for call in (T.fixed_point_q, T.fixed_point_c, T.trainable_depth):
+            with pytest.raises(ValueError, match="no finite fixed point"):
+                call(sigma_w2, 0.05, "relu")
+
+
 # ---------------------------------------------------------------- validation
 @pytest.mark.parametrize("call, name", [
     (lambda: T.chi_1(-1.0, 0.0, "tanh"), "sigma_w2"),
