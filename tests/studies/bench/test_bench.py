@@ -103,6 +103,22 @@ def test_net_label_shortens_repeated_widths():
     assert net_label([40, 64, 64, 10]) == "[40, 64, 64, 10]"
 
 
+def check_curvature_files(out, printed):
+    """What `gradlab bench --smoke` writes for the curvature rows (the real bench smoke run
+    below): every implementation validated, in curvature.csv,
+    curvature_cost.csv and curvature.md, at the smoke net."""
+    rows = pd.read_csv(out / "curvature.csv")
+    assert set(rows["impl"]) == {"gradlab", "torch_double_backward", "torch_func_jvp_grad",
+                                 "torch_func_vmap_grad"}
+    assert rows["valid"].all() and set(rows["dtype"]) == {"float32"}
+    assert set(rows["shape"]) == {"[8, 16, 4] B=8"}
+    cost = pd.read_csv(out / "curvature_cost.csv")
+    assert (cost["hvp_in_grads"] > 0).all() and (cost["per_example_in_grads"] > 0).all()
+    text = (out / "curvature.md").read_text()
+    assert "| hvp | [8, 16, 4] B=8 | float32 |" in text and "torch.func vmap(grad)" in text
+    assert "curvature (Hessian-vector products" in printed
+
+
 def test_bench_smoke_writes_table_files_and_figures(tmp_path, capsys):
     out = tmp_path / "bench"
     assert main(["bench", "--smoke", "--out", str(out)]) == 0
@@ -131,6 +147,7 @@ def test_bench_smoke_writes_table_files_and_figures(tmp_path, capsys):
     for stem in ("time_vs_size", "step_breakdown", "backward_vs_params", "sweep_throughput"):
         assert (out / "figures" / f"{stem}.png").stat().st_size > 0
         assert (out / "figures" / f"{stem}.pdf").exists()
+    check_curvature_files(out, printed)
 
 
 def test_bench_rejects_unknown_peers(capsys):

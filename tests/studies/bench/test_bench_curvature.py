@@ -22,30 +22,6 @@ def test_cost_in_gradients_reports_ratios():
     assert row["hvp_in_grads"] > 0 and row["min_per_example_in_grads"] > 0
 
 
-def test_gradlab_bench_writes_the_curvature_rows(tmp_path, monkeypatch, capsys):
-    """The CLI runs the curvature part after the main benchmark (stubbed out here: its own test
-    runs it) at the same scale, into the same folder; --no-curvature skips it."""
-    import pandas as pd
-    from studies.bench import runner
-    from studies.cli.main import main
-    monkeypatch.setattr(runner, "run_bench", lambda *args, **kwargs: {})
-    out = tmp_path / "bench"
-    assert main(["bench", "--smoke", "--peers", "torch", "--out", str(out)]) == 0
-    rows = pd.read_csv(out / "curvature.csv")
-    assert set(rows["impl"]) == {"gradlab", "torch_double_backward", "torch_func_jvp_grad",
-                                 "torch_func_vmap_grad"}
-    assert rows["valid"].all() and set(rows["dtype"]) == {"float32"}
-    assert set(rows["shape"]) == {"[8, 16, 4] B=8"}
-    cost = pd.read_csv(out / "curvature_cost.csv")
-    assert (cost["hvp_in_grads"] > 0).all() and (cost["per_example_in_grads"] > 0).all()
-    text = (out / "curvature.md").read_text()
-    assert "| hvp | [8, 16, 4] B=8 | float32 |" in text and "torch.func vmap(grad)" in text
-    assert "curvature (Hessian-vector products" in capsys.readouterr().out
-    skipped = tmp_path / "skipped"
-    assert main(["bench", "--smoke", "--no-curvature", "--out", str(skipped)]) == 0
-    assert not (skipped / "curvature.csv").exists()
-
-
 def test_markdown_names_each_peer_with_its_ratio():
     from studies.bench.curvature import markdown
     rows = [{"group": "hvp", "shape": "s", "dtype": "float64", "impl": "gradlab",
