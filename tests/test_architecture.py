@@ -32,6 +32,7 @@ COVERED_BY = {
     "studies/run/execute.py": "tests/studies/run/test_group.py",
     "studies/run/record.py": "tests/studies/run/test_group.py",
     "studies/run/device.py": "tests/kernels/test_cuda.py",
+    "studies/store/": "tests/studies/test_store.py",
 }
 
 

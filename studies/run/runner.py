@@ -11,8 +11,9 @@ all three give identical numbers. Dask retries a task itself when its worker die
 Runs that share an architecture and a training schedule (studies.run.execute.group_key) are
 trained in groups, one multi-run engine per group, with the same stored numbers as alone
 (group_runs=False trains each alone); a group that raises inside falls back to its runs alone
-in the worker itself. Ctrl-C ends a sweep with its finished runs stored; spawned workers die
-with the runner, however it ends.
+in the worker itself. The runs stored from one outcome (a group that came back) are written
+together, as one part of the store. Ctrl-C ends a sweep with its finished runs stored; spawned
+workers die with the runner, however it ends.
 """
 import hashlib
 import os
@@ -163,22 +164,29 @@ def _sweep(spec, scale, store, started, workers, scheduler, show_progress, strea
     progress = Progress(len(tasks), len(tasks) - len(pending), show_progress, stream)
     counts = {}
 
-    def record(task, payload):
+    def row(task, payload):
         run = dict(payload["run"])
         run.setdefault("group_size", 1)  # a crashed run's payload is made here
         run.update({"run_id": task.run_id, "study": spec.name, "scale": scale,
                     "attempts": task.attempts + 1, **task.config})
-        store.write_run(task.run_id, run, payload["history"], payload["layers"])
-        counts[run["status"]] = counts.get(run["status"], 0) + 1
-        progress.update(run["status"])
+        return task.run_id, run, payload["history"], payload["layers"]
 
+    def write(entries):
+        store.write_part(entries)
+        for _, run, _, _ in entries:
+            counts[run["status"]] = counts.get(run["status"], 0) + 1
+            progress.update(run["status"])
+
+    batch = Batch(row, write)
     try:
         if pending:
-            _execute(pending, workers, client, record, group_runs)
+            _execute(pending, workers, client, batch, group_runs)
     finally:
+        batch.flush()  # what an interrupted outcome had gathered
         progress.close()
         if client is not scheduler:
             client.close()
+        store.drop_superseded()
     manifest["finished"] = datetime.now(timezone.utc).isoformat()
     manifest["counts"] = counts
     store.write_manifest(manifest)
@@ -186,12 +194,40 @@ def _sweep(spec, scale, store, started, workers, scheduler, show_progress, strea
                         time.perf_counter() - started)
 
 
+class Batch:
+    """The runs a settlement stores from one outcome (a group that came back, a worker that
+    died), gathered by record(task, payload) and written together as one part by flush()."""
+
+    def __init__(self, row, write):
+        self.row, self.write, self.entries = row, write, []
+
+    def __call__(self, task, payload):
+        self.entries.append(self.row(task, payload))
+
+    def flush(self):
+        entries, self.entries = self.entries, []
+        if entries:
+            self.write(entries)
+
+
+class BatchSettlement(Settlement):
+    """The settle-or-retry policy with each outcome's stored runs written as one part."""
+
+    def finished(self, group, payloads):
+        super().finished(group, payloads)
+        self.record.flush()
+
+    def crashed(self, group):
+        super().crashed(group)
+        self.record.flush()
+
+
 def _execute(pending, workers, client, record, group_runs):
     if client is not None:
         executor = DaskExecutor(client)
         groups = plan_groups(pending, executor.capacity // 2, group_runs)
     elif workers == 0:
-        run_serial(Settlement(plan_groups(pending, 1, group_runs), record), _work)
+        run_serial(BatchSettlement(plan_groups(pending, 1, group_runs), record), _work)
         return
     else:
         count, _ = worker_count(workers, len(pending))
@@ -202,7 +238,7 @@ def _execute(pending, workers, client, record, group_runs):
         executor = ProcessExecutor(count)
     interrupted = True
     try:
-        drive(Settlement(groups, record), executor)
+        drive(BatchSettlement(groups, record), executor)
         interrupted = False
     finally:
         executor.close(interrupted)

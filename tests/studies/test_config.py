@@ -88,8 +88,9 @@ def test_dataset_options_are_normalized_and_store(tmp_path):
     store.prepare()
     for run_id, opts in (("empty", {}), ("some", {"noise": 0.2})):
         config = resolve({"dataset_options": opts, "seed": 2**63 - 1})
-        store.write_run(run_id, {"status": "completed", **config}, {"step": [0]}, {"layer": [1]})
-        row = pd.read_parquet(tmp_path / "runs" / run_id / "run.parquet").iloc[0]
+        part = store.write_run(run_id, {"status": "completed", **config}, {"step": [0]},
+                               {"layer": [1]})
+        row = pd.read_parquet(part / "run.parquet").iloc[0]
         assert row["seed"] == 2**63 - 1
 
 

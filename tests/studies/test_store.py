@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.compute as pc
 import pytest
 
 import studies
@@ -17,8 +18,8 @@ from _plot_store import make_store
 from studies.run.runner import plan, run_study
 from studies.spec import parse_spec
 from studies.analysis.labels import Thresholds
-from studies.store import (RECORD, TABLES, TMP_PREFIX, DamagedRunWarning, Store, StoreLocked,
-                           _read_run, check_run, load, relabel_run)
+from studies.store import (PART_PREFIX, RECORD, TABLES, TMP_PREFIX, DamagedRunWarning, Store, StoreLocked,
+                           check_run, load, read_folder, relabel_run)
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXED = {"dataset": "spirals", "n_samples": 200, "width": 8, "depth": 2, "steps": 12,
@@ -33,19 +34,40 @@ BAD = {"name": "tiny", "seeds": [0], "fixed": {**FIXED, "dataset_options": {"noi
 
 
 def old_load(path):
-    """The reader before pyarrow: three pandas reads per run, concatenated."""
+    """An independent reader: three pandas reads per folder, joined in the order of each
+    folder's first run_id, each run's rows in stored order, all-missing float columns typed."""
     frames = {name: [] for name in TABLES}
-    for folder in sorted((Path(path) / "runs").iterdir()):
-        if folder.name.startswith(TMP_PREFIX) or not folder.is_dir():
-            continue
+    folders = [f for f in (Path(path) / "runs").iterdir()
+               if not f.name.startswith(TMP_PREFIX) and f.is_dir()]
+    first = {f: min(pd.read_parquet(f / "run.parquet")["run_id"]) for f in folders}
+    for folder in sorted(folders, key=first.get):
         for name in TABLES:
             file = folder / f"{name}.parquet"
             if file.exists():
                 frame = pd.read_parquet(file)
                 if len(frame):
                     frames[name].append(frame)
-    return [pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-            for parts in frames.values()]
+    return [pd.concat(_typed(parts), ignore_index=True).sort_values("run_id", kind="stable")
+            .reset_index(drop=True) if parts else pd.DataFrame() for parts in frames.values()]
+
+
+def _typed(frames):
+    """The frames with a column that is all missing in one (a value no run of that file had)
+    given the float dtype other files give it."""
+    floats = {c for f in frames for c in f.columns if f[c].dtype.kind == "f"}
+    return [f.astype({c: "float64" for c in f.columns if c in floats and f[c].isna().all()})
+            for f in frames]
+
+
+def parts_of(out):
+    """The store's part folders, oldest first."""
+    return sorted(p for p in (Path(out) / "runs").iterdir() if p.name.startswith(PART_PREFIX))
+
+
+def one_run(tables, run_id):
+    """{table: pyarrow.Table} of one run of a part's tables."""
+    return {name: table.filter(pc.equal(table.column("run_id"), run_id))
+            for name, table in tables.items()}
 
 
 def sweep(out):
@@ -70,39 +92,48 @@ def same_tables(ours, theirs):
         pd.testing.assert_frame_equal(a, b, check_exact=True)
 
 
-def tables(results):
+def tables_of(results):
     return [results.runs, results.history, results.layers]
 
 
-def test_every_run_has_a_completion_record_listing_its_files(store):
+def test_every_group_is_one_part_with_a_completion_record_listing_its_runs_and_files(store):
     folders = sorted((store / "runs").iterdir())
-    assert len(folders) == 5
+    assert folders == parts_of(store) and len(folders) == 3  # two groups of two, one failed
+    statuses = {}
     for folder in folders:
         record = json.loads((folder / RECORD).read_text())
         assert set(record["files"]) == {f"{t}.parquet" for t in TABLES}
         for name, entry in record["files"].items():
             assert (folder / name).stat().st_size == entry["size"]
         assert check_run(folder) is None
-    statuses = sorted(json.loads((f / RECORD).read_text())["status"] for f in folders)
-    assert statuses == ["completed", "completed", "diverged", "diverged", "failed"]
+        tables, _ = read_folder(folder)
+        assert tables["run"].column("run_id").to_pylist() == record["run_ids"]
+        assert set(tables["history"].column("run_id").to_pylist()) <= set(record["run_ids"])
+        statuses.update(zip(record["run_ids"], record["statuses"]))
+    assert sorted(statuses.values()) == ["completed", "completed", "diverged", "diverged",
+                                         "failed"]
+    assert sorted(len(json.loads((f / RECORD).read_text())["run_ids"]) for f in folders) == \
+        [1, 2, 2]
 
 
 def test_load_equals_the_per_file_pandas_reader(store, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        same_tables(tables(load(store)), old_load(store))
+        same_tables(tables_of(load(store)), old_load(store))
         hand_built = make_store(tmp_path / "hand")  # another schema mix, no records
-        same_tables(tables(load(hand_built)), old_load(hand_built))
+        same_tables(tables_of(load(hand_built)), old_load(hand_built))
 
 
 def test_relabelling_reproduces_the_runners_labels(store):
-    for folder in sorted((store / "runs").iterdir()):
-        stored, record = _read_run(folder)
+    for folder in parts_of(store):
+        tables, record = read_folder(folder)
         assert record["labels"] == {}  # the spec's [labels]: the defaults
-        again = relabel_run(stored, Thresholds(dead_fraction=0.5))  # the same, recomputed
-        for name in TABLES:
-            assert again[name].equals(stored[name]), (folder.name, name)
-    same_tables(tables(load(store, thresholds={})), tables(load(store)))
+        for run_id in record["run_ids"]:
+            stored = one_run(tables, run_id)
+            again = relabel_run(stored, Thresholds(dead_fraction=0.5))  # the same, recomputed
+            for name in TABLES:
+                assert again[name].equals(stored[name]), (folder.name, run_id, name)
+    same_tables(tables_of(load(store, thresholds={})), tables_of(load(store)))
 
 
 def test_relabel_follows_the_thresholds(store):
@@ -117,35 +148,38 @@ def test_relabel_follows_the_thresholds(store):
 
 
 def _damage(out):
-    """Truncates, empties and deletes one table each of three finished runs; their ids."""
-    runs = load(out).runs
-    ids = sorted(runs.loc[runs["status"] != "failed", "run_id"])[:3]
-    history = out / "runs" / ids[0] / "history.parquet"
+    """Truncates the history of one part and empties the layers of the other part of finished
+    runs; (their names, their run ids)."""
+    finished = [p for p in parts_of(out)
+                if "failed" not in json.loads((p / RECORD).read_text())["statuses"]]
+    history = finished[0] / "history.parquet"
     history.write_bytes(history.read_bytes()[:len(history.read_bytes()) // 2])
-    (out / "runs" / ids[1] / "layers.parquet").write_bytes(b"")
-    (out / "runs" / ids[2] / "history.parquet").unlink()
-    return ids
+    (finished[1] / "layers.parquet").write_bytes(b"")
+    ids = [r for p in finished for r in json.loads((p / RECORD).read_text())["run_ids"]]
+    return [p.name for p in finished], ids
 
 
-def test_damaged_runs_are_skipped_with_one_warning_then_redone(store, tmp_path):
+def test_damaged_parts_are_skipped_with_one_warning_then_redone(store, tmp_path):
     out = tmp_path / "copy"
     shutil.copytree(store, out)
-    damaged = _damage(out)
+    names, damaged = _damage(out)
+    assert len(damaged) == 4
     store_ = Store(out)
     all_ids = {t.run_id for t in plan(parse_spec(GOOD, "good.toml"), "quick")}
-    assert store_.finished(all_ids) == all_ids - set(damaged)
+    assert store_.finished(all_ids) == set() and all_ids == set(damaged)
     with pytest.warns(DamagedRunWarning) as caught:
         results = load(out)
     assert len(caught) == 1
     message = str(caught[0].message)
-    assert all(run_id in message for run_id in damaged) and "3 damaged run(s)" in message
-    assert set(results.runs["run_id"]).isdisjoint(damaged) and len(results.runs) == 2
-    assert set(results.history["run_id"]) == set(results.runs["run_id"]) - {
-        r for r, s in zip(results.runs["run_id"], results.runs["status"]) if s == "failed"}
+    assert all(name in message for name in names) and "4 damaged run(s)" in message
+    assert "history.parquet has" in message and "layers.parquet has 0 bytes" in message
+    assert list(results.runs["status"]) == ["failed"] and results.history.empty
     good, bad = sweep(out)
-    assert good.skipped == 1 and sum(good.counts.values()) == 3  # the three damaged ones
+    assert good.skipped == 0 and sum(good.counts.values()) == 4  # the four damaged ones
     assert bad.skipped == 0 and bad.counts == {"failed": 1}  # failed runs are always redone
-    for folder in (out / "runs").iterdir():
+    folders = sorted((out / "runs").iterdir())
+    assert len(folders) == 3 and not {f.name for f in folders} & set(names)  # healed parts
+    for folder in folders:
         assert check_run(folder) is None, folder
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -160,34 +194,32 @@ def test_damaged_runs_are_skipped_with_one_warning_then_redone(store, tmp_path):
     pd.testing.assert_frame_equal(healed.layers, fresh.layers, check_exact=True)
 
 
-def test_a_flipped_byte_fails_the_checksum_and_a_missing_record_redoes_the_run(store,
-                                                                               tmp_path):
+def test_a_flipped_byte_or_a_deleted_table_makes_a_parts_runs_unfinished(store, tmp_path):
     out = tmp_path / "copy"
     shutil.copytree(store, out)
-    ids = sorted(p.name for p in (out / "runs").iterdir())
-    layers = out / "runs" / ids[0] / "layers.parquet"
+    first, second, _ = parts_of(out)
+    layers = first / "layers.parquet"
     data = bytearray(layers.read_bytes())
     data[len(data) // 2] ^= 0xFF
     layers.write_bytes(bytes(data))
-    assert check_run(layers.parent) == "layers.parquet fails its checksum"
-    assert check_run(layers.parent, checksums=False) is None
-    assert Store(out).status_of(ids[0]) is None
-    with pytest.warns(DamagedRunWarning, match=f"{ids[0]} \\(layers.parquet fails its"):
-        load(out)
-    record = json.loads((out / "runs" / ids[1] / RECORD).read_text())
-    (out / "runs" / ids[1] / RECORD).unlink()  # a run stored before records: it loads
+    assert check_run(first) == "layers.parquet fails its checksum"
+    assert check_run(first, checksums=False) is None
+    ids = json.loads((first / RECORD).read_text())["run_ids"]
+    assert [Store(out).status_of(r) for r in ids] == [None, None]
+    with pytest.warns(DamagedRunWarning, match=f"{first.name} \\(layers.parquet fails its"):
+        assert set(load(out).runs["run_id"]).isdisjoint(ids)
+    (second / "history.parquet").unlink()
+    assert check_run(second) == "history.parquet is missing"
     with pytest.warns(DamagedRunWarning) as caught:
-        assert ids[1] in set(load(out).runs["run_id"])
-    assert len(caught) == 1 and ids[1] not in str(caught[0].message)
-    assert Store(out).status_of(ids[1]) is None  # without the lock: no record written
-    with Store(out).lock() as locked:  # a sweep's check adopts it: the same record, unlabelled
-        assert locked.status_of(ids[1]) == record["status"]
-    adopted = json.loads((out / "runs" / ids[1] / RECORD).read_text())
-    assert adopted == {k: v for k, v in record.items() if k != "labels"}
-    (out / "runs" / ids[2] / RECORD).unlink()  # without a record and a table: redone
-    (out / "runs" / ids[2] / "layers.parquet").write_bytes(b"PAR1")
+        assert list(load(out).runs["status"]) == ["failed"]
+    assert len(caught) == 1 and first.name in str(caught[0].message) \
+        and f"{second.name} (history.parquet is missing; 2 runs)" in str(caught[0].message)
+    (first / RECORD).unlink()  # a part without its record is never taken as finished
     with Store(out).lock() as locked:
-        assert locked.status_of(ids[2]) is None and not (out / "runs" / ids[2] / RECORD).exists()
+        assert [locked.status_of(r) for r in ids] == [None, None]
+        assert not (first / RECORD).exists()
+    with pytest.warns(DamagedRunWarning, match=f"{first.name} \\(no {RECORD}; 2 runs\\)"):
+        load(out)
 
 
 HOLD = """
@@ -266,4 +298,4 @@ def test_the_lock_is_reentrant_within_a_process(tmp_path):
 
 
 def test_studies_load_is_the_store_loader(store):
-    same_tables(tables(studies.load(store)), tables(load(store)))
+    same_tables(tables_of(studies.load(store)), tables_of(load(store)))

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import studies
 from studies.store import Store
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -45,7 +46,8 @@ def test_two_sweeps_on_one_store_run_each_run_once(tmp_path):
     assert [p.returncode for p in procs] == [0, 0], [err for _, err in results]
     fresh = sorted(counts(stdout)[2] for stdout, _ in results)
     assert fresh == [0, 4]  # one sweep ran all four; the other waited and found them done
-    assert len(list((out / "runs").iterdir())) == 4
+    assert len(studies.load(out).runs) == 4 and studies.load(out).runs["run_id"].is_unique
+    assert len(list((out / "runs").iterdir())) == 2  # one part per activation's group
     assert not any(p.name.startswith(".tmp") for p in (out / "runs").iterdir())
 
 

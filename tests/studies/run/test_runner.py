@@ -1,6 +1,7 @@
 """The study runner end to end: serial, spawn processes and a Dask LocalCluster give identical
 tables; a sweep killed with SIGKILL resumes with every run exactly once; a worker that dies is
 isolated, retried once and stored as failed while the other runs complete."""
+import json
 import signal
 import subprocess
 import sys
@@ -81,16 +82,18 @@ def test_sigkill_mid_sweep_then_resume_keeps_every_run_once(tmp_path):
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     runs_dir = out / "runs"
-    while time.time() < deadline:
-        done = [p for p in runs_dir.glob("*") if not p.name.startswith(".tmp")] \
-            if runs_dir.exists() else []
-        if len(done) >= 3:
+    while time.time() < deadline:  # one part per group of four (one activation)
+        done = [p for p in runs_dir.glob("part-*")] if runs_dir.exists() else []
+        if done:
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed_with = len([p for p in runs_dir.glob("*") if not p.name.startswith(".tmp")])
-    assert 3 <= killed_with < 12, "the sweep should be killed part-way"
+    parts = [p for p in runs_dir.glob("*") if not p.name.startswith(".tmp")]
+    killed_with = sum(len(json.loads((p / "complete.json").read_text())["run_ids"])
+                      for p in parts)
+    assert 1 <= len(parts) < 3 and killed_with == 4 * len(parts), \
+        "the sweep should be killed part-way"
     partial = studies.load(out)  # loading a killed sweep works
     assert partial.runs["run_id"].is_unique
     result = subprocess.run(command + ["--quiet"], cwd=ROOT, capture_output=True, text=True)
