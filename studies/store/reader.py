@@ -91,10 +91,12 @@ def _per_run(tables, run_ids):
     return [{name: _rows_of(tables[name], [r]) for name in TABLES} for r in run_ids]
 
 
-def _typed_nulls(tables):
+def _typed_nulls(tables, untyped=None):
     """The tables with each all-null column (a value no run of a table had, e.g. the test
-    accuracy of a run that diverged alone) cast to the type other tables give it, so a column
-    reads the same however its runs were batched."""
+    accuracy of a run that diverged alone) cast to the type other tables give it, or to
+    `untyped` when no table has a value (float64 for history and layers: a measurement
+    switched off for the whole study reads as NaN), so a column reads the same however its
+    runs were batched."""
     types = {}
     for table in tables:
         for field in table.schema:
@@ -103,19 +105,19 @@ def _typed_nulls(tables):
     out = []
     for table in tables:
         for i, field in enumerate(table.schema):
-            if pa.types.is_null(field.type) and field.name in types:
-                kind = types[field.name]
+            kind = types.get(field.name, untyped)
+            if pa.types.is_null(field.type) and kind is not None:
                 table = table.set_column(i, pa.field(field.name, kind),
                                          table.column(i).cast(kind))
         out.append(table)
     return out
 
 
-def _concat(tables):
+def _concat(tables, untyped=None):
     """One DataFrame of the non-empty tables in order, equal to concatenating their pandas
     frames (pd.concat, ignore_index) once all-null columns are typed: tables of one schema are joined in Arrow and converted
     once; several schemas are converted per schema, joined, and put back in order."""
-    tables = _typed_nulls([t for t in tables if t.num_rows])
+    tables = _typed_nulls([t for t in tables if t.num_rows], untyped)
     if not tables:
         return pd.DataFrame()
     groups = {}  # schema (without metadata) -> indices, in order of first appearance
@@ -197,7 +199,9 @@ def load(path, thresholds=None):
     if lost:
         _warn_damaged(root, lost)
     parts.sort(key=lambda p: p[0])  # a schema's first appearance as in run_id order
-    frames = {name: _by_run(_concat([t[name] for _, t in parts])) for name in TABLES}
+    frames = {name: _by_run(_concat([t[name] for _, t in parts],
+                                    None if name == "run" else pa.float64()))
+              for name in TABLES}
     return Results(runs=frames["run"], history=frames["history"], layers=frames["layers"],
                    manifest=Store(root).read_manifest(), path=str(root))
 
