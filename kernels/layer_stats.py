@@ -12,7 +12,8 @@ workspace, for the first n rows:
 - unit0_p15/p50/p85: percentiles of unit 0's activation input over the rows;
 - saturated: entries in the flat tails (tanh |a| > TANH_SATURATION; sigmoid a < SIGMOID_LOW or
   a > SIGMOID_HIGH; thresholds in the buffer's dtype), NaN for other activations.
-`active_units(...)` marks the units whose activation input is > 0 (or NaN) on some row.
+`active_units(...)` (kernels.step) marks the units whose activation input is > 0 (or NaN) on
+some row.
 
 `evaluation_rows(net, params, running, work, x, out, logits, active)` is the evaluation-mode
 forward pass of every row of x in chunks of the workspace capacity (as step.predict_rows: out
@@ -27,7 +28,7 @@ import numpy as np
 from ._jit import kernel, kernel_exact_order
 from .activations import SIGMOID, TANH
 from .order_stats import order_statistics
-from .step import _block, _pre_activation, forward_batch
+from .step import _pre_activation, predict_rows
 
 TANH_SATURATION = 0.97   # tanh saturated: |a| > 0.97 (tanh'(h) < 0.06)
 SIGMOID_LOW = 0.03       # sigmoid saturated: a < 0.03 or a > 0.97 (sigma'(h) < 0.03)
@@ -196,42 +197,11 @@ def layer_summaries(net, work, n, backward, out):
 
 
 @kernel
-def active_units(net, work, n, active):
-    """active[u] |= (activation input of unit u > 0, or NaN, on some of the first n rows)."""
-    for layer in range(net.sizes.shape[0] - 1):
-        h = _pre_activation(net, work, layer, n)
-        u = net.unit_start[layer]
-        width = h.shape[1]
-        seen = np.zeros(width, np.uint8)
-        for r in range(n):  # branch-free, so the row loop vectorizes
-            for j in range(width):
-                seen[j] |= np.uint8(not h[r, j] <= 0)
-        for j in range(width):
-            active[u + j] |= seen[j] != 0
-
-
-@kernel
 def evaluation_rows(net, params, running, work, x, out, logits, active):
-    """Evaluation-mode forward pass of all rows of x in chunks of the workspace capacity;
-    out = network output (logits: the output layer's activation input); active as in
-    active_units over every row."""
-    n_rows = x.shape[0]
-    n0 = net.sizes[0]
-    last = net.sizes.shape[0] - 2
-    n_out = net.sizes[last + 1]
-    for lo in range(0, n_rows, work.cap):
-        hi = min(n_rows, lo + work.cap)
-        n_batch = hi - lo
-        for r in range(n_batch):
-            for j in range(n0):
-                work.x[r * n0 + j] = x[lo + r, j]
-        forward_batch(net, params, running, work, n_batch, False)
-        active_units(net, work, n_batch, active)
-        a = _pre_activation(net, work, last, n_batch) if logits \
-            else _block(work.a, net, work, last, n_batch)
-        for r in range(n_batch):
-            for j in range(n_out):
-                out[lo + r, j] = a[r, j]
+    """Evaluation-mode forward pass of all rows of x (step.predict_rows, training off); out =
+    network output (logits: the output layer's activation input); active as in active_units
+    over every row."""
+    predict_rows(net, params, running, work, x, out, False, logits, active)
 
 
 def _percentiles_reference(values, qs):

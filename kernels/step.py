@@ -311,10 +311,26 @@ def run_batches(net, model, opt, work, data, rec):
 
 
 @kernel
-def predict_rows(net, params, running, work, x, out, training, logits=False):
+def active_units(net, work, n, active):
+    """active[u] |= (activation input of unit u > 0, or NaN, on some of the first n rows)."""
+    for layer in range(net.sizes.shape[0] - 1):
+        h = _pre_activation(net, work, layer, n)
+        u = net.unit_start[layer]
+        width = h.shape[1]
+        seen = np.zeros(width, np.uint8)
+        for r in range(n):  # branch-free, so the row loop vectorizes
+            for j in range(width):
+                seen[j] |= np.uint8(not h[r, j] <= 0)
+        for j in range(width):
+            active[u + j] |= seen[j] != 0
+
+
+@kernel
+def predict_rows(net, params, running, work, x, out, training, logits, active):
     """Forward pass of all rows of x in chunks of the workspace capacity; out = network output
     (with logits=True the output layer's activation input instead). With training=True the
-    whole of x must fit in one chunk (batch statistics)."""
+    whole of x must fit in one chunk (batch statistics). A non-empty `active` (one flag per
+    hidden and output unit) is ORed with active_units over every row."""
     n_rows = x.shape[0]
     n0 = net.sizes[0]
     last = net.sizes.shape[0] - 2
@@ -326,6 +342,8 @@ def predict_rows(net, params, running, work, x, out, training, logits=False):
             for j in range(n0):
                 work.x[r * n0 + j] = x[lo + r, j]
         forward_batch(net, params, running, work, n_batch, training)
+        if active.shape[0] > 0:
+            active_units(net, work, n_batch, active)
         if logits:
             a = _pre_activation(net, work, last, n_batch)
         else:
@@ -337,6 +355,6 @@ def predict_rows(net, params, running, work, x, out, training, logits=False):
 
 @kernel
 def predict_packed(spec, params, running, work, x, out, training, logits):
-    """predict_rows on packed spec and work."""
+    """predict_rows on packed spec and work (no unit flags)."""
     predict_rows(unpack_netspec(spec), params, running, unpack_workspace(work), x, out, training,
-                 logits)
+                 logits, np.zeros(0, np.bool_))

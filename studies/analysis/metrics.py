@@ -34,7 +34,7 @@ import numpy as np
 from kernels import step as K
 from kernels.activations import ACTIVATIONS, CODE_TO_NAME, RELU_FAMILY
 from kernels.layer_stats import PERCENTILES, SIGMOID_HIGH, SIGMOID_LOW, STAT_SUFFIXES, \
-    SUMMARY_COLUMNS, TANH_SATURATION, UNIT0_PERCENTILES, active_units, evaluation_rows, \
+    SUMMARY_COLUMNS, TANH_SATURATION, UNIT0_PERCENTILES, evaluation_rows, \
     layer_summaries, output_scores  # noqa: F401 (thresholds and percentiles re-exported)
 from kernels.training import LAYER_FIELDS, STEP_FIELDS
 from kernels.validation import check_inputs
@@ -109,7 +109,7 @@ def layer_columns(net, x, training=True, y=None, active=None):
     layer_summaries(net.spec, work, n, backward, table)
     if active is None:
         active = new_active(net)
-        active_units(net.spec, work, n, active)
+        K.active_units(net.spec, work, n, active)
     dead, inactive = _unit_fractions(net, active)
     out = {"layer": np.arange(1, net.n_layers + 1, dtype=np.int64)}
     out.update({c: table[:, k] for k, c in enumerate(SUMMARY_COLUMNS)})

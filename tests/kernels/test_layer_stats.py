@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from kernels import step as K
-from kernels.layer_stats import SUMMARY_COLUMNS, _summary_into, active_units, \
+from kernels.layer_stats import SUMMARY_COLUMNS, _summary_into, \
     evaluation_rows, evaluation_rows_reference, layer_summaries, layer_summaries_reference, \
     output_scores
 from kernels.mlp import MLP
@@ -110,7 +110,7 @@ def test_active_units_with_nan_count_as_active():
     work.x[:x.size] = x.ravel()
     K.forward_batch(net.spec, net.params, net.running, work, 4, True)
     active = np.zeros(int(net.spec.unit_start[-1]), np.bool_)
-    active_units(net.spec, work, 4, active)
+    K.active_units(net.spec, work, 4, active)
     assert active[:3].all()  # row 0 is NaN in every unit of layer 1
 
 
