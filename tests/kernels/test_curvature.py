@@ -10,6 +10,7 @@ from kernels.activations import ACTIVATIONS
 from kernels.curvature import hvp_reference
 from kernels.tolerance import assert_close
 from _torch_twin import torch_hessian, torch_hvp
+from _fresh_cache import fresh_and_cached
 
 HIDDEN = [name for name, a in ACTIVATIONS.items() if a.hidden]
 # (loss, output activation): every output the MLP allows for MSE we test with one smooth,
@@ -219,9 +220,6 @@ def test_hvp_for_every_mse_output_activation(output):
 def test_fresh_compile_and_cached_kernels_give_the_same_curvature_bits(tmp_path):
     """A process that compiles the curvature kernels (empty cache) and one that loads them give
     the same bits: Hv, sharpness, trace and per-example norms, float32 and float64."""
-    import os
-    import subprocess
-    import sys
     code = ("import hashlib, numpy as np\n"
             "from kernels import MLP\n"
             "digest = hashlib.sha256()\n"
@@ -240,10 +238,6 @@ def test_fresh_compile_and_cached_kernels_give_the_same_curvature_bits(tmp_path)
             "        if not bn:\n"
             "            digest.update(net.per_example_grad_norms(x, y, True).tobytes())\n"
             "print(digest.hexdigest())\n")
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), OPENBLAS_NUM_THREADS="1")
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    run = lambda: subprocess.run([sys.executable, "-c", code], cwd=root, env=env,  # noqa: E731
-                                 capture_output=True, text=True, check=True).stdout.strip()
-    fresh = run()
+    fresh, cached = fresh_and_cached(code, tmp_path / "cache", OPENBLAS_NUM_THREADS="1")
     assert any((tmp_path / "cache").rglob("*.nbi"))
-    assert run() == fresh
+    assert cached == fresh

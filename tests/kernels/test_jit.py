@@ -4,11 +4,8 @@ in kernel_ordered), reductions kept in the written order, and a fresh compile an
 of a kernel_ordered kernel giving the same bits in two processes."""
 import importlib
 import math
-import os
 import pkgutil
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numba
@@ -19,6 +16,7 @@ from numba.core import config as numba_config
 import kernels
 from kernels import _jit
 from kernels._jit import FASTMATH, LANES, cache_dir_for, kernel, kernel_inline, kernel_ordered
+from _fresh_cache import fresh_and_cached
 
 KERNELS_DIR = Path(_jit.__file__).parent
 ROOT = KERNELS_DIR.parent
@@ -239,14 +237,7 @@ print(float(sums[0]).hex(), float(sums[1]).hex(), hashlib.sha256(params.tobytes(
 def test_fresh_compile_and_cached_load_give_the_same_bits(tmp_path):
     """One process compiles the kernel_ordered SGD update into an empty cache, a second loads it
     from there: the same update and the same sums of squares, to the bit."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
-
-    def run():
-        out = subprocess.run([sys.executable, "-c", FRESH_OR_CACHED], cwd=ROOT, env=env,
-                             capture_output=True, text=True, check=True, timeout=300)
-        return out.stdout.split("\n")
-
-    fresh, cached = run(), run()
+    fresh, cached = (out.split("\n") for out in fresh_and_cached(FRESH_OR_CACHED, tmp_path))
     cache_dir = Path(fresh[0])
     assert cache_dir.parent == tmp_path and cache_dir.name == Path(_jit.CACHE_DIR).name
     assert any(cache_dir.rglob("*._sgd-*.nbi")), "the kernel was not cached in CACHE_DIR"

@@ -2,10 +2,6 @@
 std to the bit, as NumPy sums; percentiles and fractions exactly or within the dtype's
 tolerance), the evaluation pass equals MLP.forward bit for bit and finds the units never
 active on any row, and a fresh compile and a cached load give the same bits."""
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +12,8 @@ from kernels.layer_stats import SUMMARY_COLUMNS, _summary_into, \
     output_scores
 from kernels.mlp import MLP
 from kernels.tolerance import assert_close
+from _fresh_cache import fresh_and_cached
 
-ROOT = Path(__file__).resolve().parents[2]
 SIZES = (1, 7, 8, 9, 127, 128, 129, 1000, 8191, 8192, 8193, 20000, 32768)
 
 
@@ -139,13 +135,6 @@ print(" ".join(float(x).hex() for x in out))
 
 
 def test_fresh_compile_and_cached_load_give_the_same_bits(tmp_path):
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
-
-    def run():
-        out = subprocess.run([sys.executable, "-c", FRESH_OR_CACHED], cwd=ROOT, env=env,
-                             capture_output=True, text=True, check=True, timeout=300)
-        return out.stdout.split("\n")
-
-    fresh, cached = run(), run()
+    fresh, cached = (out.split("\n") for out in fresh_and_cached(FRESH_OR_CACHED, tmp_path))
     assert fresh[0] == "1 0" and cached[0] == "0 1"
     assert fresh[1] == cached[1]

@@ -12,6 +12,7 @@ from kernels import MLP, DivergenceError
 from kernels.layout import DIVERGED_GRADIENT, DIVERGED_LOSS, DIVERGED_UPDATE
 from kernels.optimizers import SGD, Adam, Momentum
 from kernels.tolerance import assert_close
+from _fresh_cache import fresh_and_cached
 
 
 def data(n=16, d=4, k=3, seed=0):
@@ -269,13 +270,9 @@ def test_fresh_compile_and_cached_kernels_give_the_same_bits(tmp_path):
             "    for field in rec:\n"
             "        digest.update(np.ascontiguousarray(field).tobytes())\n"
             "print(digest.hexdigest())\n")
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    run = lambda: subprocess.run([sys.executable, "-c", code], cwd=root, env=env,
-                                 capture_output=True, text=True, check=True).stdout.strip()
-    fresh = run()
+    fresh, cached = fresh_and_cached(code, tmp_path / "cache")
     assert any((tmp_path / "cache").rglob("*.nbi"))  # the first process filled the cache
-    assert run() == fresh
+    assert cached == fresh
 
 
 def test_evaluation_loss_is_exact_for_confidently_wrong_float32_networks():
