@@ -183,13 +183,15 @@ def save(fig, stem, dpi=None, formats=("png", "pdf")):
     figure; returns the paths in `formats` order."""
     paths = []
     for ext in formats:
+        if ext not in ("png", "pdf"):
+            raise ValueError(f"figure format {ext!r}: expected png or pdf")
+    for ext in formats:
         path = f"{stem}.{ext}"
         if ext == "png":
             fig.savefig(path, dpi=dpi or DPI, metadata={"Software": "gradlab"})
-        elif ext == "pdf":
-            fig.savefig(path, metadata={"Creator": "gradlab", "CreationDate": None})
         else:
-            raise ValueError(f"figure format {ext!r}: expected png or pdf")
+            fig.savefig(path, metadata={"Creator": "gradlab", "CreationDate": None})
         paths.append(path)
+        fig.set_layout_engine("none")  # the layout of the first save holds for the next ones
     plt.close(fig)
     return tuple(paths)

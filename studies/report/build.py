@@ -1,5 +1,6 @@
 """`gradlab report`: run every bundled study, draw its figures, and write one report that reads
-like the appendix of the study report it illustrates: each figure under the section it illustrates, with its caption.
+like the appendix of the study report it illustrates: each figure under the section it
+illustrates, with its caption (studies.report.pipeline runs and draws the studies).
 At the top, the findings table (also out/findings.csv): each study's published claim, the
 criterion, what its runs measured and the verdict, from studies.analysis.findings.
 
@@ -15,13 +16,13 @@ import base64
 import html
 import subprocess
 import time
-import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from studies.report.findings_table import findings_html, findings_markdown, write_findings
 from studies.report.kernel_checks import NAME as KERNEL_CHECKS, kernel_checks_part
+from studies.report.pipeline import StudyReport, report_studies
 
 # The sections of the report that studies illustrate, in the report's order, with the claim each
 # makes (paraphrased) so a reader sees what the figures test.
@@ -61,36 +62,6 @@ OTHER = "other"
 STUDY_ORDER = ("activations", "losses", "vanishing", "glorot2010", "he2015", "gd_variants",
                "critical_batch", "optimizers", "learning_rate", "lr_range", "edge_of_stability",
                "clipping", "batchnorm", "dead_relu", "mean_field", "trainability", "mnist1d")
-STATUSES = ("completed", "diverged", "failed")
-
-
-@dataclass
-class StudyReport:
-    """One study's part of the report."""
-    name: str
-    spec_path: str = ""
-    description: str = ""
-    section: str = ""
-    grid: str = ""
-    counts: dict = field(default_factory=dict)      # status -> runs
-    labels: dict = field(default_factory=dict)      # label -> runs
-    new_runs: int = 0
-    reused_runs: int = 0
-    wall_time: float = 0.0
-    figures: list = field(default_factory=list)     # dicts: name, stem, png, pdf, caption
-    errors: list = field(default_factory=list)      # (where, message)
-    failed_runs: list = field(default_factory=list)  # (run_id, error)
-    findings: list = field(default_factory=list)    # rows of studies.analysis.findings
-
-    @property
-    def runs(self):
-        return sum(self.counts.values())
-
-    def runs_line(self):
-        counts = ", ".join(f"{self.counts.get(s, 0)} {s}" for s in STATUSES)
-        return f"{self.runs} runs ({counts})"
-
-
 @dataclass
 class ReportSummary:
     scale: str
@@ -123,87 +94,6 @@ def _order(study):
     sub_rank = tuple(int(p) for p in sub.split(".") if p.isdigit()) if sub else ()
     name_rank = STUDY_ORDER.index(study.name) if study.name in STUDY_ORDER else len(STUDY_ORDER)
     return top_rank, sub_rank, name_rank, study.name
-
-
-def _grid_text(spec, scale):
-    fixed, axes, seeds = spec.at_scale(scale)
-    parts = [f"{k} in {{{', '.join(map(str, v))}}}" for k, v in axes.items()]
-    text = " x ".join(parts) if parts else "a single configuration"
-    text += f"; seeds {seeds}"
-    if fixed:
-        text += "; fixed: " + ", ".join(f"{k} = {v}" for k, v in fixed.items())
-    return text
-
-
-def _error(err):
-    where = traceback.extract_tb(err.__traceback__)[-1] if err.__traceback__ else None
-    at = f" ({Path(where.filename).name}:{where.lineno})" if where else ""
-    return f"{type(err).__name__}: {err}{at}"
-
-
-def _label_counts(runs):
-    if runs.empty or "labels" not in runs:
-        return {}
-    labels = runs["labels"].fillna("").astype(str).str.split(",").explode()
-    labels = labels.str.split("@").str[0].str.strip()
-    return {k: int(v) for k, v in labels[labels != ""].value_counts().items()}
-
-
-def report_study(path, scale, out, results_root, workers=None, show_progress=True):
-    """Runs, loads and draws one study; never raises (errors land in .errors)."""
-    from studies.analysis.findings import findings_for
-    from studies.plots import draw, load_current
-    from studies.run.runner import run_study
-    from studies.spec import load_spec
-    started = time.perf_counter()
-    study = StudyReport(name=Path(path).stem, spec_path=str(path))
-    try:
-        spec = load_spec(path)
-        study.name, study.description, study.section = spec.name, spec.description, spec.section
-        study.grid = _grid_text(spec, scale)
-    except Exception as err:
-        study.errors.append(("spec", _error(err)))
-        study.wall_time = time.perf_counter() - started
-        return study
-    store = Path(results_root) / spec.name
-    try:
-        summary = run_study(spec, scale=scale, out=store, workers=workers,
-                            show_progress=show_progress)
-        study.reused_runs, study.new_runs = summary.skipped, summary.total - summary.skipped
-    except Exception as err:
-        study.errors.append(("runs", _error(err)))
-    try:
-        results = load_current(store)
-    except Exception as err:
-        study.errors.append(("store", _error(err)))
-        study.wall_time = time.perf_counter() - started
-        return study
-    runs = results.runs
-    study.counts = {s: int((runs["status"] == s).sum()) for s in STATUSES}
-    study.labels = _label_counts(runs)
-    if "error" in runs:
-        failed = runs[runs["status"] == "failed"]
-        study.failed_runs = [(r.run_id, str(r.error)) for r in failed.itertuples()]
-    try:
-        study.findings = findings_for(spec.name, results)
-    except Exception as err:
-        study.errors.append(("findings", _error(err)))
-    if not spec.figures:
-        study.errors.append(("figures", "the spec lists no figures (figures = [...])"))
-    figure_errors = []
-    try:
-        made = draw(results, Path(out) / spec.name, spec.figures, errors=figure_errors)
-    except Exception as err:
-        made = []
-        figure_errors.append(("figures", _error(err)))
-    out = Path(out)
-    for fig, png, pdf in made:
-        study.figures.append({"stem": fig.stem, "caption": fig.caption,
-                              "png": Path(png).relative_to(out).as_posix(),
-                              "pdf": Path(pdf).relative_to(out).as_posix()})
-    study.errors += [(f"figure {name}", message) for name, message in figure_errors]
-    study.wall_time = time.perf_counter() - started
-    return study
 
 
 def _git_commit():
@@ -241,11 +131,7 @@ def build_report(scale="quick", out="results/report", results_root="results", wo
         raise ValueError("no study specs found")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    studies = []
-    for name, path in paths.items():
-        if show_progress:
-            print(f"== {name}", flush=True)
-        studies.append(report_study(path, scale, out, results_root, workers, show_progress))
+    studies = report_studies(paths, scale, out, results_root, workers, show_progress)
     studies += [StudyReport(**kernel_checks_part(out))] if checks else []  # section 4
     studies.sort(key=_order)
     commit, info = _git_commit()

@@ -21,6 +21,7 @@ import stat
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, wait
+from contextlib import contextmanager
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -37,7 +38,7 @@ from studies.run.workers import SINGLE_THREAD_ENV, connect, kill_pool, new_pool,
 from studies.store import Store, provenance
 
 __all__ = ["CODE_VERSION", "SINGLE_THREAD_ENV", "Task", "SweepSummary", "plan", "run_study",
-           "run_id_of", "dataset_fingerprint", "absolute_dataset"]
+           "run_id_of", "dataset_fingerprint", "absolute_dataset", "worker_pool"]
 CHUNK = 1 << 20  # dataset files are hashed 1 MiB at a time
 
 
@@ -129,26 +130,28 @@ def default_out(spec):
 
 
 def run_study(spec, scale="quick", out=None, workers=None, scheduler=None, show_progress=True,
-              stream=None, overrides=None, group_runs=True):
+              stream=None, overrides=None, group_runs=True, pool=None):
     """Runs every unfinished run of `spec` at `scale`; returns a SweepSummary.
 
     workers: 0 runs serially in this process; N >= 1 uses N spawned processes (default: one
     per core; at most 4 per core and one per pending group). scheduler: a Dask scheduler
     address ('tcp://host:port') or a distributed.Client. group_runs: train runs that share an
-    architecture and schedule together (same numbers; False: every run alone).
+    architecture and schedule together (same numbers; False: every run alone). pool: a
+    ProcessExecutor of `worker_pool` shared by several sweeps (it stays open; `workers` then
+    only names the executor in the manifest).
     """
     started = time.perf_counter()
     store = Store(out or default_out(spec))
     store.acquire()  # one writer per store for the whole sweep
     try:
         return _sweep(spec, scale, store, started, workers, scheduler, show_progress, stream,
-                      overrides, group_runs)
+                      overrides, group_runs, pool)
     finally:
         store.release()
 
 
 def _sweep(spec, scale, store, started, workers, scheduler, show_progress, stream, overrides,
-           group_runs):
+           group_runs, pool=None):
     store.prepare()
     tasks = plan(spec, scale, overrides)
     done = store.finished([t.run_id for t in tasks])
@@ -180,7 +183,7 @@ def _sweep(spec, scale, store, started, workers, scheduler, show_progress, strea
     batch = Batch(row, write)
     try:
         if pending:
-            _execute(pending, workers, client, batch, group_runs)
+            _execute(pending, workers, client, batch, group_runs, pool)
     finally:
         batch.flush()  # what an interrupted outcome had gathered
         progress.close()
@@ -222,7 +225,10 @@ class BatchSettlement(Settlement):
         self.record.flush()
 
 
-def _execute(pending, workers, client, record, group_runs):
+def _execute(pending, workers, client, record, group_runs, pool=None):
+    if pool is not None and client is None:  # a shared pool: its owner closes it
+        drive(BatchSettlement(plan_groups(pending, pool.workers, group_runs), record), pool)
+        return
     if client is not None:
         executor = DaskExecutor(client)
         groups = plan_groups(pending, executor.capacity // 2, group_runs)
@@ -261,6 +267,21 @@ def _work(group):
 
 def _new_pool(workers):
     return new_pool(workers)
+
+
+@contextmanager
+def worker_pool(workers=None):
+    """A ProcessExecutor for several sweeps in a row (run_study(..., pool=...)), so worker
+    processes start, import and load their compiled kernels once: `workers` spawned processes
+    (default one per core, capped as worker_count caps them); killed if the block raises."""
+    count, _ = worker_count(workers, sys.maxsize)
+    executor = ProcessExecutor(count)
+    interrupted = True
+    try:
+        yield executor
+        interrupted = False
+    finally:
+        executor.close(interrupted)
 
 
 class ProcessExecutor:
