@@ -161,7 +161,7 @@ def _sweep(spec, scale, store, started, workers, scheduler, show_progress, strea
                 "spec": spec.raw, "scale": scale, "code_version": CODE_VERSION,
                 "grid": [{"run_id": t.run_id, "config": t.config} for t in tasks],
                 "started": datetime.now(timezone.utc).isoformat(), "finished": None,
-                "executor": _executor_name(workers, scheduler),
+                "executor": _executor_name(workers, scheduler, pool),
                 "group_runs": bool(group_runs), **provenance()}
     store.write_manifest(manifest)
     progress = Progress(len(tasks), len(tasks) - len(pending), show_progress, stream)
@@ -183,7 +183,8 @@ def _sweep(spec, scale, store, started, workers, scheduler, show_progress, strea
     batch = Batch(row, write)
     try:
         if pending:
-            _execute(pending, workers, client, batch, group_runs, pool)
+            manifest["executor"] = _execute(pending, workers, client, batch, group_runs, pool,
+                                            manifest["executor"])
     finally:
         batch.flush()  # what an interrupted outcome had gathered
         progress.close()
@@ -225,16 +226,18 @@ class BatchSettlement(Settlement):
         self.record.flush()
 
 
-def _execute(pending, workers, client, record, group_runs, pool=None):
+def _execute(pending, workers, client, record, group_runs, pool=None, manifest_executor=None):
+    """Runs the pending tasks; returns the executor's name as the manifest records it (the
+    worker count actually used; `manifest_executor` for a Dask cluster)."""
     if pool is not None and client is None:  # a shared pool: its owner closes it
         drive(BatchSettlement(plan_groups(pending, pool.workers, group_runs), record), pool)
-        return
+        return _executor_name(pool.workers, None, pool)
     if client is not None:
         executor = DaskExecutor(client)
         groups = plan_groups(pending, executor.capacity // 2, group_runs)
     elif workers == 0:
         run_serial(BatchSettlement(plan_groups(pending, 1, group_runs), record), _work)
-        return
+        return _executor_name(0, None)
     else:
         count, _ = worker_count(workers, len(pending))
         groups = plan_groups(pending, count, group_runs)
@@ -248,11 +251,16 @@ def _execute(pending, workers, client, record, group_runs, pool=None):
         interrupted = False
     finally:
         executor.close(interrupted)
+    return manifest_executor if client is not None else _executor_name(executor.workers, None)
 
 
-def _executor_name(workers, scheduler):
+def _executor_name(workers, scheduler, pool=None):
+    """'serial', 'processes:N' (N workers; 'processes:N shared' for a pool of several sweeps)
+    or 'dask:ADDRESS'."""
     if scheduler is not None:
         return f"dask:{scheduler if isinstance(scheduler, str) else 'client'}"
+    if pool is not None:
+        return f"processes:{pool.workers} shared"
     return "serial" if workers == 0 else f"processes:{workers or os.cpu_count()}"
 
 

@@ -78,6 +78,7 @@ def test_a_shared_pool_serves_several_sweeps_and_stays_open(tmp_path):
                        workers=0, show_progress=False)
     assert serial.counts == {"completed": 4}
     assert _numbers(tmp_path / "mini_a").equals(_numbers(tmp_path / "serial"))
+    assert load(tmp_path / "mini_b").manifest["executor"] == "processes:1 shared"
 
 
 def test_drawing_a_missing_store_is_an_error_not_a_crash(tmp_path):

@@ -55,11 +55,22 @@ def test_serial_processes_and_dask_give_identical_tables(tmp_path):
     for other in tables[1:]:
         for ours, theirs in zip(tables[0], other):
             pd.testing.assert_frame_equal(ours, theirs, check_exact=True)
+    executors = [studies.load(tmp_path / name).manifest["executor"]
+                 for name in ("serial", "pool", "dask")]
+    assert executors == ["serial", "processes:2", f"dask:{cluster.scheduler_address}"]
     runs, hist, layers = tables[0]
     assert len(runs) == 8 and runs["run_id"].is_unique
     assert sorted(hist["step"].unique()) == [0, 4, 8, 12]
     assert set(layers["layer"]) == {1, 2, 3}
     assert {"w_grad_norm", "delta_norm", "a_p98", "dead_fraction"} <= set(layers.columns)
+
+
+def test_the_manifest_records_the_workers_actually_started(tmp_path, capsys):
+    spec = parse_spec({**TINY, "axes": {}}, "tiny.toml")  # two runs: two groups at most
+    summary = run_study(spec, "quick", out=tmp_path, workers=5, show_progress=False)
+    assert summary.counts == {"completed": 2}
+    assert "--workers 5: using 2 (2 groups of runs pending)" in capsys.readouterr().err
+    assert studies.load(tmp_path).manifest["executor"] == "processes:2"
 
 
 def test_rerun_skips_finished_runs(tmp_path):
