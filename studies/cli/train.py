@@ -2,6 +2,8 @@
 per-layer gradient statistics of the last step."""
 import time
 
+import numpy as np
+
 
 from kernels import MLP
 from kernels.activations import ACTIVATIONS
@@ -135,6 +137,10 @@ def print_layer_table(history):
     if not len(steps["loss"]):
         return
     i = len(steps["loss"]) - 1
+    if not np.isfinite(steps["w_grad_norm"][i]).any():  # the cuda step records no layer norms
+        print(f"per-layer gradients: not recorded by this device's step (global norm at step "
+              f"{i + 1}: {steps['grad_norm'][i]:.3e})")
+        return
     print(f"per-layer gradients at step {i + 1} (global norm {steps['grad_norm'][i]:.3e}):")
     print(f"{'layer':>6} {'||dW||':>11} {'||db||':>11} {'||delta||':>11} {'||W||':>9} "
           f"{'update/W':>9}")

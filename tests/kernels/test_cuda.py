@@ -496,4 +496,5 @@ def test_gradlab_train_on_cuda(capsys):
     code = main(["train", "--dataset", "blobs", "--hidden", "4", "--epochs", "2",
                  "--batch-size", "40", "--device", "cuda", "--dtype", "float64", "--every", "1"])
     out = capsys.readouterr().out
-    assert code == 0 and "final test accuracy" in out and "per-layer gradients" in out
+    assert code == 0 and "final test accuracy" in out
+    assert "per-layer gradients: not recorded by this device's step" in out and "nan" not in out

@@ -206,4 +206,5 @@ def test_exponential_growth_is_the_range_test_ramp():
         assert math.isclose(sched.lr(lr0, t), expected, rel_tol=1e-12)
         assert math.isclose(scheduled_lr(lr0, sched.code, sched.p1, sched.p2, 0, t),
                             opt.param_groups[0]["lr"], rel_tol=1e-12)
+        opt.step()  # a no-op (no gradient), in the order torch expects before the schedule's
         torch_sched.step()

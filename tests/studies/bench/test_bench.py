@@ -150,6 +150,19 @@ def test_bench_smoke_writes_table_files_and_figures(tmp_path, capsys):
     check_curvature_files(out, printed)
 
 
+def test_bench_without_curvature_rows_or_peers_writes_only_the_step_tables(tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert main(["bench", "--smoke", "--peers", "none", "--no-plots", "--no-curvature",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    frame = pd.read_csv(out / "bench.csv")
+    assert "gradlab" in set(frame.impl) and not {"torch", "jax"} & set(frame.impl)
+    assert (out / "train_steps.csv").exists() and not (out / "figures").exists()
+    for name in ("curvature.csv", "curvature_cost.csv", "curvature.md"):
+        assert not (out / name).exists()
+    assert "curvature (Hessian-vector products" not in printed
+
+
 def test_bench_rejects_unknown_peers(capsys):
     assert main(["bench", "--smoke", "--peers", "numpy,tensorflow"]) == 2
     assert "unknown peer" in capsys.readouterr().err
