@@ -6,7 +6,9 @@
 Features are float64 (n, d), C-contiguous and read-only; labels are int64 (n,) in 0..K-1 for
 classification, targets float64 (n, k) for regression. Features are z-scored with train statistics.
 "mnist1d" keeps the package's own split (first 80%) and generator seed 42 whatever `seed` is; pass
-the option generator_seed=... for another draw.
+the option generator_seed=... for another draw. Its draws are cached on disk (data_cache_dir:
+$GRADLAB_DATA_CACHE, default ~/.cache/gradlab/data; the same arrays, without importing and running
+the generator in every process).
 """
 
 from __future__ import annotations
@@ -176,9 +178,19 @@ def _run_mnist1d_generator(num_samples, generator_seed):
     return tuple(np.asarray(data[key]) for key in ("x", "y", "x_test", "y_test"))
 
 
-def _mnist1d_cache_file(num_samples, generator_seed):
+def data_cache_dir():
+    """Where generated datasets are cached on disk: $GRADLAB_DATA_CACHE, by default
+    ~/.cache/gradlab/data (beside the kernel cache); None when the variable is set empty
+    ('' turns the cache off)."""
     cache_dir = os.environ.get(CACHE_ENV)
-    if not cache_dir:
+    if cache_dir is None:
+        return Path.home() / ".cache" / "gradlab" / "data"
+    return Path(cache_dir) if cache_dir else None
+
+
+def _mnist1d_cache_file(num_samples, generator_seed):
+    cache_dir = data_cache_dir()
+    if cache_dir is None:
         return None
     name = f"mnist1d-{_mnist1d_version()}-n{num_samples}-seed{generator_seed}.npz"
     return Path(cache_dir) / name
@@ -194,12 +206,15 @@ def _read_cache(cache_file):
 
 def _write_cache(cache_file, arrays):
     """Write to a temporary name and rename, so readers never see half a file."""
+    handle = None
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=cache_file.parent, suffix=".tmp", delete=False) as handle:
             np.savez(handle, **dict(zip(("x", "y", "x_test", "y_test"), arrays)))
         os.replace(handle.name, cache_file)
     except OSError as exc:
+        if handle is not None:
+            Path(handle.name).unlink(missing_ok=True)
         warnings.warn(f"{CACHE_ENV}: cannot write {cache_file}: {exc}", stacklevel=3)
 
 

@@ -133,6 +133,23 @@ def test_mnist1d_disk_cache(tmp_path, monkeypatch):
     assert same_arrays(first, load_dataset("mnist1d", n_samples=100, generator_seed=5))
 
 
+def test_mnist1d_cache_location_defaults_beside_the_kernel_cache_and_can_be_turned_off(
+        tmp_path, monkeypatch):
+    from studies.data import datasets as data
+
+    monkeypatch.delenv("GRADLAB_DATA_CACHE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert data.data_cache_dir() == tmp_path / ".cache" / "gradlab" / "data"
+    data._generate_mnist1d.cache_clear()
+    load_dataset("mnist1d", n_samples=60, generator_seed=3)
+    assert len(list(data.data_cache_dir().glob("mnist1d-*-n60-seed3.npz"))) == 1
+    monkeypatch.setenv("GRADLAB_DATA_CACHE", "")
+    assert data.data_cache_dir() is None
+    data._generate_mnist1d.cache_clear()
+    load_dataset("mnist1d", n_samples=60, generator_seed=4)  # generated, nothing written
+    assert not list((tmp_path / ".cache" / "gradlab" / "data").glob("*seed4.npz"))
+
+
 def test_teacher_student_options_and_fixed_teacher():
     ds = load_dataset("teacher_student", n_samples=200, n_features=5, n_outputs=3, noise=0.0)
     assert ds.task == "regression" and ds.x_train.shape[1] == 5 and ds.y_train.shape[1] == 3
