@@ -16,7 +16,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import NullLocator
 
-from studies.analysis.findings.common import at_best_rates, rates_text
+from studies.analysis.findings.common import at_best_rates, band, rates_text
 
 from . import Figure, figure
 from ._runs import with_verdict
@@ -58,15 +58,15 @@ def _tuned(results):
     tuned, best = at_best_rates(results, ("activation", "init"))
     grid = next(iter(best.values()))[1] if best else []
     note = (f" Each network at its own best SGD rate of {', '.join(fmt(v) for v in grid)} "
-            f"(lowest mean final loss): " + rates_text(
+            f"(lowest mean final loss; a network whose runs all stall or diverge at every "
+            f"rate has no best rate and is drawn at its least-bad one): " + rates_text(
                 best, lambda k: f"{display(k[0])}/{_init_name(k[1]).split(' ')[0]}") + "."
             if len(grid) > 1 else "")
     if len(grid) > 1:
         runs = results.runs[results.runs["status"] != "failed"]
         acc = runs.groupby(["activation", "lr"])["final_test_accuracy"].mean()
         note += " Best mean test accuracy over the grid: " + ", ".join(
-            f"{display(a)} {fmt(100 * acc[a].max())}%" for a in acc.index.levels[0]) + \
-            " (a net near 10% learns at no rate: its best rate is noise)."
+            f"{display(a)} {fmt(100 * acc[a].max())}%" for a in acc.index.levels[0]) + "."
     return tuned, results, note
 
 
@@ -279,6 +279,20 @@ def glorot_gradient_distributions(results):
                    numbers)]
 
 
+def _top_by_rate(full):
+    """' Top sigmoid layer's final mean per rate (standard init): lr 0.03 0.49 [..], ...' over
+    the whole rate grid, so a net drawn at its least-bad rate is seen at the others too."""
+    layers = with_keys(full, full.layers, _keys(full) + ["lr"])
+    top = layers[(layers["activation"] == "sigmoid") & (layers["init"] == "glorot_standard")
+                 & (layers["layer"] == layers["depth"]) & layers["a_mean"].notna()]
+    if top.empty or top["lr"].nunique() < 2:
+        return ""
+    end = top[top["step"] == top.groupby("run_id")["step"].transform("max")]
+    return (" Top sigmoid layer's final mean activation per rate (standard init; mean [min, "
+            "max] over seeds): " + ", ".join(f"lr {fmt(lr)} {band(g['a_mean'])}"
+                                             for lr, g in end.groupby("lr")) + ".")
+
+
 @figure("glorot_saturation")
 def glorot_saturation(results):
     results, full, rate_note = _tuned(results)
@@ -353,4 +367,5 @@ def glorot_saturation(results):
         f"lower saturation 0 early in training). Tanh units saturated (|a| > 0.97) at the end, "
         f"layers 1..{depth}, %: {'; '.join(tanh_parts) or 'n/a'}.")
     return [Figure(fig, "glorot_saturation",
-                   with_verdict(caption + rate_note, "glorot2010", full), numbers)]
+                   with_verdict(caption + rate_note + _top_by_rate(full), "glorot2010", full),
+                   numbers)]
