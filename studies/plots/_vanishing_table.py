@@ -165,8 +165,9 @@ def _summary(table, thresholds):
     data = table[table["layers"] > 0]
     deepest = int(data["depth"].max()) if len(data) else None
     ratio0 = {_key(*k): _geo(g["r0"]) for k, g in data.groupby(list(GROUP), sort=False)}
-    range0 = {_key(*k): (np.nanmin(g["r0"]), np.nanmax(g["r0"]))
-              for k, g in data.groupby(list(GROUP), sort=False) if np.isfinite(g["r0"]).any()}
+    range0, range_end = ({_key(*k): (np.nanmin(g[c]), np.nanmax(g[c]))
+                          for k, g in data.groupby(list(GROUP), sort=False)
+                          if np.isfinite(g[c]).any()} for c in ("r0", "r_end"))
     ratio_end = {_key(*k): _geo(g["r_end"]) for k, g in data.groupby(list(GROUP), sort=False)}
     deep = data[data["depth"] == deepest]
     worst = None
@@ -193,6 +194,7 @@ def _summary(table, thresholds):
                                                 for t in g["labels"])), len(g))
     return {"deepest": deepest, "worst": worst, "ratio_step0": ratio0,
             "ratio_step0_range": range0, "stalled_deepest": stalled, "ratio_final": ratio_end,
+            "ratio_final_range": range_end,
             "first_vanishing": first_vanishing, "diverged": diverged, "failed": failed,
             "zero_gradient": zero,
             "vanishing_threshold": thresholds.vanishing_ratio,
@@ -263,5 +265,11 @@ def _final_sentence(numbers, last):
     deep = {k: v for k, v in final.items() if k.endswith(f"/{numbers['deepest']}")
             and np.isfinite(v)}
     best = max(deep, key=deep.get)
-    return (f"At step {last}: {fmt(final[worst])} for {_name(*worst.split('/')[:2])}, "
-            f"{fmt(final[best])} for {_name(*best.split('/')[:2])}.")
+    spread = numbers.get("ratio_final_range", {})
+
+    def quoted(key):
+        lo_hi = spread.get(key)
+        return fmt(final[key]) + (f" [{fmt(lo_hi[0])}, {fmt(lo_hi[1])}]" if lo_hi else "")
+
+    return (f"At step {last} (geometric mean [min, max] over seeds): {quoted(worst)} for "
+            f"{_name(*worst.split('/')[:2])}, {quoted(best)} for {_name(*best.split('/')[:2])}.")

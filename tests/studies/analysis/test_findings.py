@@ -207,3 +207,41 @@ def test_activations_finding_takes_never_learning_as_slowest(tanh, expected):
     assert rows[0]["verdict"] == expected
     assert "sigmoid never learns at any rate of [0.01, 0.1, 1]" in rows[0]["measured"]
     assert findings_for("activations", results)[0]["verdict"] == "reproduced"  # r_1 smallest
+
+
+def _vanishing_store(sigmoid_learns_at=None):
+    """A vanishing store on a 3-rate grid (depths 2 and 4, 2 seeds): sigmoid's r_1 at init
+    falls 0.05 -> 1e-4 and it stalls at every rate (or learns at sigmoid_learns_at); ReLU/He
+    keeps r_1 = 1 and learns best at lr 0.1 (end/initial 0.2), worse at 0.01 and 1."""
+    runs, hist, layers = [], [], []
+    for act, init in (("sigmoid", "xavier_normal"), ("relu", "he_normal")):
+        for depth in (2, 4):
+            for lr in (0.01, 0.1, 1.0):
+                for seed in range(2):
+                    run_id = f"{act}-{depth}-{lr}-{seed}"
+                    if act == "sigmoid":
+                        end, label = (0.5, "healthy") if lr == sigmoid_learns_at else \
+                            (2.29 + 0.001 * seed, "vanishing@0,stalled@0")
+                        r1 = 0.05 if depth == 2 else 1e-4
+                    else:
+                        end, label, r1 = {0.01: 1.5, 0.1: 0.46, 1.0: 0.9}[lr], "healthy", 1.0
+                    runs.append({"run_id": run_id, "activation": act, "init": init,
+                                 "depth": depth, "lr": lr, "seed": seed, "labels": label,
+                                 "status": "completed", "final_train_accuracy": 0.5})
+                    hist += [{"run_id": run_id, "step": 0, "train_loss": 2.3},
+                             {"run_id": run_id, "step": 50, "train_loss": end}]
+                    layers += [{"run_id": run_id, "step": 0, "layer": 1, "w_grad_norm": r1},
+                               {"run_id": run_id, "step": 0, "layer": depth + 1,
+                                "w_grad_norm": 1.0}]
+    return Results(runs=pd.DataFrame(runs), history=pd.DataFrame(hist),
+                   layers=pd.DataFrame(layers), manifest={})
+
+
+def test_vanishing_on_a_rate_grid_judges_each_net_at_its_own_rate():
+    rows = findings_for("vanishing", _vanishing_store())
+    assert [r["verdict"] for r in rows] == ["reproduced", "reproduced"]
+    assert rows[1]["claim"].startswith("deep sigmoid nets stall at every rate")
+    assert "never learns at any rate of [0.01, 0.1, 1]" in rows[1]["measured"]
+    assert "relu/he_normal/2 lr 0.1" in rows[1]["measured"]
+    learns = findings_for("vanishing", _vanishing_store(sigmoid_learns_at=1.0))
+    assert learns[1]["verdict"] == "partly"  # the deep sigmoid net learns at lr 1
