@@ -127,17 +127,18 @@ class BestRate(tuple):
 
 
 def did_not_learn(runs, min_improvement=None):
-    """Boolean Series over the runs: diverged, or stalled, i.e. the stored run label `stalled`
-    where the runs carry a `labels` column (studies.analysis.labels), else end_loss above
-    (1 - min_improvement) x initial_loss (the label's loss test with its default threshold)."""
+    """Boolean Series over the runs: diverged or failed (status), or stalled: the stored run
+    label `stalled` where the runs carry a `labels` column (studies.analysis.labels), else
+    end_loss above (1 - min_improvement) x initial_loss (the label's loss test, its default
+    threshold); without either column a finished run counts as learning."""
     from studies.analysis.labels import Thresholds
     bar = 1 - (min_improvement if min_improvement is not None else
                Thresholds().min_improvement)
-    out = (runs["status"] == "diverged").to_numpy().copy()
+    out = runs["status"].isin(["diverged", "failed"]).to_numpy().copy()
     if "labels" in runs:
         text = runs["labels"].fillna("").astype(str)
         out |= text.str.contains(r"\b(?:stalled|diverged)\b", regex=True).to_numpy()
-    else:
+    elif "end_loss" in runs and "initial_loss" in runs:
         end, start = runs["end_loss"].to_numpy(float), runs["initial_loss"].to_numpy(float)
         with np.errstate(invalid="ignore"):
             out |= ~(end <= bar * start)
