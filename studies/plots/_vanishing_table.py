@@ -139,17 +139,22 @@ def _check(results):
         raise ValueError(f"vanishing figures: runs table lacks column(s) {missing}")
 
 
-def tuned(results):
+def tuned(results, short=False):
     """(results at each (activation, init, depth)'s best learning rate, rate sentence). One
     shared rate (quick scale): every run kept, and the sentence says the rate is not tuned, so a
-    net that stalls there may learn at another."""
+    net that stalls there may learn at another. short: one clause, for the second and later
+    figures (vanishing_ratio carries the full sentence)."""
     if "lr" not in results.runs or results.runs["lr"].nunique() < 2:
         rates = sorted(results.runs["lr"].unique()) if "lr" in results.runs else []
         lr = f"lr {fmt(float(rates[0]))}" if rates else "one rate"
-        return results, (f"All nets share one untuned SGD rate ({lr}): a stall here may be "
+        return results, (f"All nets share one untuned SGD rate ({lr})." if short else
+                         f"All nets share one untuned SGD rate ({lr}): a stall here may be "
                          f"that rate's fault (full scale tunes the rate per net); the gradients "
                          f"at initialization do not depend on it.")
     best_results, best = at_best_rates(results, GROUP)
+    if short:
+        return best_results, ("Each net at its own best SGD rate (vanishing_ratio names them; "
+                              "one that learns at no rate at its least-bad one).")
     grid = sorted(float(v) for v in results.runs["lr"].unique())
     deepest = max(k[2] for k in best)
     deep = {k: b for k, b in best.items() if k[2] == deepest}
@@ -238,7 +243,8 @@ def _contrast_sentence(numbers, key="ratio_step0", when="at step 0"):
               if k != worst and k.endswith(f"/{deepest}") and np.isfinite(v)}
     act, init, _ = worst.split("/")
     spread = numbers.get(f"{key}_range", {}).get(worst)
-    seeds = f" [{fmt(spread[0])}, {fmt(spread[1])}] over seeds" if spread else ""
+    seeds = f" [{fmt(spread[0])}, {fmt(spread[1])}] over seeds" \
+        if spread and spread[0] < spread[1] else ""
     text = (f"At depth {deepest}, {_name(act, init)} has r = ||dL/dW_1||/||dL/dW_L|| = "
             f"{fmt(ratios.get(worst))}{seeds} {when}")
     if others:
@@ -269,7 +275,8 @@ def _final_sentence(numbers, last):
 
     def quoted(key):
         lo_hi = spread.get(key)
-        return fmt(final[key]) + (f" [{fmt(lo_hi[0])}, {fmt(lo_hi[1])}]" if lo_hi else "")
+        return fmt(final[key]) + (f" [{fmt(lo_hi[0])}, {fmt(lo_hi[1])}]"
+                                  if lo_hi and lo_hi[0] < lo_hi[1] else "")
 
     return (f"At step {last} (geometric mean [min, max] over seeds): {quoted(worst)} for "
             f"{_name(*worst.split('/')[:2])}, {quoted(best)} for {_name(*best.split('/')[:2])}.")

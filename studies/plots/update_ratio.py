@@ -30,7 +30,7 @@ def _table(results):
 @figure("update_ratio_layers")
 def update_ratio_layers(results):
     full = results
-    results, rate_note = tuned(results)
+    results, rate_note = tuned(results, short=True)
     lay = _table(results)
     acts = sorted(lay["activation"].unique()) if "activation" in lay else []
     inits = sorted(lay["init"].unique()) if "init" in lay else []

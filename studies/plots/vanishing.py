@@ -84,7 +84,7 @@ def profiles(results):
     """||dL/dW_l|| against layer index, per activation (columns) and step (rows)."""
     _check(results)
     full = results
-    results, rate_note = tuned(results)
+    results, rate_note = tuned(results, short=True)
     table = run_table(results)
     numbers = _summary(table, _thresholds(results))
     grads = _grads(results)
@@ -302,7 +302,7 @@ def heatmap(results):
     import matplotlib.pyplot as plt
     _check(results)
     full = results
-    results, rate_note = tuned(results)
+    results, rate_note = tuned(results, short=True)
     table = run_table(results)
     numbers = _summary(table, _thresholds(results))
     picks = _representative(table)
