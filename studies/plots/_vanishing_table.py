@@ -8,12 +8,15 @@
   and the `*_sentence` helpers that turn them into caption text.
 - _check, _thresholds: the store's runs table has the needed columns; the label thresholds of
   the stored spec.
+- tuned: the runs at each (activation, init, depth)'s best SGD rate where the study swept a
+  rate grid (full scale), and the caption sentence that says which rate the nets trained at.
 
 Layers are numbered 1..L with L = depth + 1: `depth` hidden layers and the output layer.
 """
 import numpy as np
 import pandas as pd
 
+from studies.analysis.findings.common import at_best_rates, rates_text
 from studies.analysis.labels import Thresholds, parse_labels
 from .style import ACTIVATION_COLORS, INIT_COLORS, display, fmt
 
@@ -136,11 +139,40 @@ def _check(results):
         raise ValueError(f"vanishing figures: runs table lacks column(s) {missing}")
 
 
+def tuned(results, short=False):
+    """(results at each (activation, init, depth)'s best learning rate, rate sentence). One
+    shared rate (quick scale): every run kept, and the sentence says the rate is not tuned, so a
+    net that stalls there may learn at another. short: one clause, for the second and later
+    figures (vanishing_ratio carries the full sentence)."""
+    if "lr" not in results.runs or results.runs["lr"].nunique() < 2:
+        rates = sorted(results.runs["lr"].unique()) if "lr" in results.runs else []
+        lr = f"lr {fmt(float(rates[0]))}" if rates else "one rate"
+        return results, (f"All nets share one untuned SGD rate ({lr})." if short else
+                         f"All nets share one untuned SGD rate ({lr}): a stall here may be "
+                         f"that rate's fault (full scale tunes the rate per net); the gradients "
+                         f"at initialization do not depend on it.")
+    best_results, best = at_best_rates(results, GROUP)
+    if short:
+        return best_results, ("Each net at its own best SGD rate (vanishing_ratio names them; "
+                              "one that learns at no rate at its least-bad one).")
+    grid = sorted(float(v) for v in results.runs["lr"].unique())
+    deepest = max(k[2] for k in best)
+    deep = {k: b for k, b in best.items() if k[2] == deepest}
+    return best_results, (
+        f"Each activation/init/depth at its own best SGD rate of "
+        f"{', '.join(fmt(v) for v in grid)} (lowest mean final loss; one that stalls or "
+        f"diverges at every rate has none and is drawn at its least-bad one); at depth "
+        f"{int(deepest)}: " + rates_text(deep, lambda k: _name(k[0], k[1])) + ".")
+
+
 def _summary(table, thresholds):
     """Key numbers shared by the captions."""
     data = table[table["layers"] > 0]
     deepest = int(data["depth"].max()) if len(data) else None
     ratio0 = {_key(*k): _geo(g["r0"]) for k, g in data.groupby(list(GROUP), sort=False)}
+    range0, range_end = ({_key(*k): (np.nanmin(g[c]), np.nanmax(g[c]))
+                          for k, g in data.groupby(list(GROUP), sort=False)
+                          if np.isfinite(g[c]).any()} for c in ("r0", "r_end"))
     ratio_end = {_key(*k): _geo(g["r_end"]) for k, g in data.groupby(list(GROUP), sort=False)}
     deep = data[data["depth"] == deepest]
     worst = None
@@ -161,7 +193,13 @@ def _summary(table, thresholds):
               for r in table.itertuples() if r.status == "failed"]
     zero = [f"{_key(r.activation, r.init, r.depth)}/seed{r.seed}"
             for r in table.itertuples() if r.zero_end and r.status != "diverged"]
-    return {"deepest": deepest, "worst": worst, "ratio_step0": ratio0, "ratio_final": ratio_end,
+    stalled = {}
+    for key, g in deep.groupby(["activation", "init"], sort=False):
+        stalled[_key(*key, deepest)] = (int(sum("stalled" in parse_labels(_text(t))
+                                                for t in g["labels"])), len(g))
+    return {"deepest": deepest, "worst": worst, "ratio_step0": ratio0,
+            "ratio_step0_range": range0, "stalled_deepest": stalled, "ratio_final": ratio_end,
+            "ratio_final_range": range_end,
             "first_vanishing": first_vanishing, "diverged": diverged, "failed": failed,
             "zero_gradient": zero,
             "vanishing_threshold": thresholds.vanishing_ratio,
@@ -204,14 +242,25 @@ def _contrast_sentence(numbers, key="ratio_step0", when="at step 0"):
     others = {k: v for k, v in ratios.items()
               if k != worst and k.endswith(f"/{deepest}") and np.isfinite(v)}
     act, init, _ = worst.split("/")
+    spread = numbers.get(f"{key}_range", {}).get(worst)
+    seeds = f" [{fmt(spread[0])}, {fmt(spread[1])}] over seeds" \
+        if spread and spread[0] < spread[1] else ""
     text = (f"At depth {deepest}, {_name(act, init)} has r = ||dL/dW_1||/||dL/dW_L|| = "
-            f"{fmt(ratios.get(worst))} {when}")
+            f"{fmt(ratios.get(worst))}{seeds} {when}")
     if others:
         lo, hi = min(others, key=others.get), max(others, key=others.get)
         lo_name, hi_name = (_name(*k.split("/")[:2]) for k in (lo, hi))
         text += (f", against {fmt(others[lo])} ({lo_name}) to {fmt(others[hi])} ({hi_name}) "
                  f"for the other activation/init pairs")
     return text + "."
+
+
+def _stall_sentence(numbers):
+    """'Labelled stalled at depth 20: sigmoid + standard 3/3, ...' from the stored labels."""
+    parts = [f"{_name(*k.split('/')[:2])} {n}/{total}"
+             for k, (n, total) in numbers.get("stalled_deepest", {}).items()]
+    return (f"Runs labelled stalled at depth {numbers['deepest']}: " + ", ".join(parts) + "."
+            if parts else "")
 
 
 def _final_sentence(numbers, last):
@@ -222,5 +271,12 @@ def _final_sentence(numbers, last):
     deep = {k: v for k, v in final.items() if k.endswith(f"/{numbers['deepest']}")
             and np.isfinite(v)}
     best = max(deep, key=deep.get)
-    return (f"At step {last}: {fmt(final[worst])} for {_name(*worst.split('/')[:2])}, "
-            f"{fmt(final[best])} for {_name(*best.split('/')[:2])}.")
+    spread = numbers.get("ratio_final_range", {})
+
+    def quoted(key):
+        lo_hi = spread.get(key)
+        return fmt(final[key]) + (f" [{fmt(lo_hi[0])}, {fmt(lo_hi[1])}]"
+                                  if lo_hi and lo_hi[0] < lo_hi[1] else "")
+
+    return (f"At step {last} (geometric mean [min, max] over seeds): {quoted(worst)} for "
+            f"{_name(*worst.split('/')[:2])}, {quoted(best)} for {_name(*best.split('/')[:2])}.")

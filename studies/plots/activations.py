@@ -13,7 +13,7 @@ from matplotlib.patches import Patch, Rectangle
 
 from kernels.activations import ACTIVATIONS, derivative_reference, forward_reference
 
-from studies.analysis.findings.common import at_best_rates, rates_text
+from studies.analysis.findings.common import at_best_rates, band, rates_text
 
 from . import Figure, figure
 from ._runs import with_verdict
@@ -139,8 +139,11 @@ def activation_layers(results):
         ax.set_title(display(name))
         ax.set_xticks(list(mean.index))
         ax.set_xlim(0.4, mean.index.max() + 0.6)
+        per_run = rows.pivot_table(index="run_id", columns="layer", values="a_std")
         numbers[name] = {"a_std_first": float(mean["a_std"].iloc[0]),
                          "a_std_top": float(mean["a_std"].iloc[-1]),
+                         "a_std_first_per_run": [float(v) for v in per_run.iloc[:, 0]],
+                         "a_std_top_per_run": [float(v) for v in per_run.iloc[:, -1]],
                          "z_std_first": float(mean["z_std"].iloc[0]),
                          "z_std_top": float(mean["z_std"].iloc[-1])}
     for ax in axes.ravel()[len(names):]:
@@ -155,15 +158,15 @@ def activation_layers(results):
                Line2D([], [], marker="o", markersize=2.5, color="black", linestyle="none",
                    label="median")]
     legend_below(fig, handles=handles, labels=[h.get_label() for h in handles], ncol=3)
-    summary = "; ".join(f"{display(n)} {fmt(v['a_std_first'])} -> {fmt(v['a_std_top'])}"
-                        for n, v in numbers.items())
+    summary = "; ".join(f"{display(n)} {band(v['a_std_first_per_run'], 2)} -> "
+                        f"{band(v['a_std_top_per_run'], 2)}" for n, v in numbers.items())
     depth = int(hidden["depth"].max()) if not hidden.empty else 0
     caption = (
         f"Distribution of each hidden layer's input z (grey) and output a = f(z) (color) at "
         f"initialization, over {len(completed_runs(results))} runs' evaluation rows ({depth} hidden "
         f"layers, matched init: He normal for the ReLU family, Xavier normal otherwise; bars: "
         f"15th-85th percentile, whisker to the 98th, dot: median; averaged over seeds). Std of "
-        f"a from layer 1 to layer {depth}: {summary}."
+        f"a from layer 1 to layer {depth} (mean [min, max] over seeds): {summary}."
         + (" GELU (tanh) is not drawn: it matches GELU's panel." if twin else "")
         + (f" {failed_count(results)} failed runs have no data." if failed_count(results) else ""))
     return [Figure(fig, "activation_layers", with_verdict(caption + _rates_note(best), "activations", full),
@@ -184,8 +187,10 @@ def activation_training(results):
         seed_band(axes[0, 0], x, ys, color_for("activation", name), label=display(name),
                   geometric=True, marker="o", markersize=2, linestyle=_dash(name))
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.exp(np.nanmean(np.log(ys[:, 0] / ys[:, -1])))
+            per_run = ys[:, 0] / ys[:, -1]
+            ratio = np.exp(np.nanmean(np.log(per_run)))
         numbers.setdefault(name, {})["grad_ratio_first_last"] = float(ratio)
+        numbers[name]["grad_ratio_per_run"] = [float(v) for v in per_run]
     log_axis(axes[0, 0], "y", r"$\|\partial L/\partial W_l\|$ at init")
     axes[0, 0].set(xlabel="layer l (last = output layer)", title="(a) weight gradient per layer")
     curves = seed_curves(hist, ["activation"], "step", "train_loss")
@@ -195,9 +200,11 @@ def activation_training(results):
         entry = numbers.setdefault(name, {})
         entry["initial_loss"] = float(np.nanmean(ys[:, 0]))
         entry["final_loss"] = float(np.nanmean(ys[:, -1]))
+        entry["final_loss_per_run"] = [float(v) for v in ys[:, -1]]
         runs = completed_runs(results)
         acc = runs[runs["activation"] == name]["final_test_accuracy"]
         entry["final_test_accuracy"] = float(acc.mean()) if len(acc) else np.nan
+        entry["final_test_accuracy_per_run"] = [float(v) for v in acc]
     diverged = diverged_points(hist, "step", "train_loss")
     if diverged:
         mark_diverged(axes[0, 1], *zip(*diverged), label="diverged (last finite loss)")
@@ -206,13 +213,15 @@ def activation_training(results):
     legend_below(fig, axes, ncol=8)
     order = _order(numbers)
     summary = "; ".join(
-        f"{display(n)} r = {fmt(numbers[n].get('grad_ratio_first_last'))}, loss "
-        f"{fmt(numbers[n].get('final_loss'))}, test acc {fmt(numbers[n].get('final_test_accuracy'))}"
+        f"{display(n)} r = {band(numbers[n].get('grad_ratio_per_run', []), 2)}, loss "
+        f"{band(numbers[n].get('final_loss_per_run', []))}, test acc "
+        f"{band(numbers[n].get('final_test_accuracy_per_run', []), 2)}"
         for n in order)
     caption = (
         "(a) Weight-gradient norm per layer at initialization (log scale) and (b) training loss "
         f"over {training_setup(results)}, per activation (mean and min-max band over seeds). "
-        f"r = ||dL/dW_1|| / ||dL/dW_L|| at init, final training loss and test accuracy: {summary}."
+        f"r = ||dL/dW_1|| / ||dL/dW_L|| at init, final training loss and test accuracy (mean "
+        f"[min, max] over seeds): {summary}."
         + (f" {len(diverged)} run(s) diverged (crosses)." if diverged else " No run diverged."))
     return [Figure(fig, "activation_training", with_verdict(caption + _rates_note(best), "activations", full),
                    numbers)]

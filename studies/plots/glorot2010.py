@@ -16,7 +16,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import NullLocator
 
-from studies.analysis.findings.common import at_best_rates, rates_text
+from studies.analysis.findings.common import at_best_rates, band, rates_text
 
 from . import Figure, figure
 from ._runs import with_verdict
@@ -58,15 +58,15 @@ def _tuned(results):
     tuned, best = at_best_rates(results, ("activation", "init"))
     grid = next(iter(best.values()))[1] if best else []
     note = (f" Each network at its own best SGD rate of {', '.join(fmt(v) for v in grid)} "
-            f"(lowest mean final loss): " + rates_text(
+            f"(lowest mean final loss; a network whose runs all stall or diverge at every "
+            f"rate has no best rate and is drawn at its least-bad one): " + rates_text(
                 best, lambda k: f"{display(k[0])}/{_init_name(k[1]).split(' ')[0]}") + "."
             if len(grid) > 1 else "")
     if len(grid) > 1:
         runs = results.runs[results.runs["status"] != "failed"]
         acc = runs.groupby(["activation", "lr"])["final_test_accuracy"].mean()
         note += " Best mean test accuracy over the grid: " + ", ".join(
-            f"{display(a)} {fmt(100 * acc[a].max())}%" for a in acc.index.levels[0]) + \
-            " (a net near 10% learns at no rate: its best rate is noise)."
+            f"{display(a)} {fmt(100 * acc[a].max())}%" for a in acc.index.levels[0]) + "."
     return tuned, results, note
 
 
@@ -99,9 +99,12 @@ def glorot_activations(results):
                         linewidth=0.8)
                 ax.plot([x], [p50], marker="o", markersize=2, color="black")
             if len(mean):
+                per_run = rows.pivot_table(index="run_id", columns="layer", values="a_std")
                 numbers.setdefault(act, {})[init] = {
                     "a_std_per_layer": [float(v) for v in mean["a_std"]],
-                    "a_p98_per_layer": [float(v) for v in mean["a_p98"]]}
+                    "a_p98_per_layer": [float(v) for v in mean["a_p98"]],
+                    "a_std_first_per_run": [float(v) for v in per_run.iloc[:, 0]],
+                    "a_std_top_per_run": [float(v) for v in per_run.iloc[:, -1]]}
         ax.set_title(display(act))
         layers = sorted(hidden["layer"].unique())
         ax.set_xticks(layers)
@@ -116,20 +119,36 @@ def glorot_activations(results):
     parts = []
     for act in acts:
         for init in inits:
-            s = numbers.get(act, {}).get(init, {}).get("a_std_per_layer")
-            if s:
+            v = numbers.get(act, {}).get(init)
+            if v:
                 parts.append(f"{display(act)} {_init_name(init).split(' ')[0]} "
-                             f"{fmt(s[0])} -> {fmt(s[-1])}")
+                             f"{band(v['a_std_first_per_run'], 2)} -> "
+                             f"{band(v['a_std_top_per_run'], 2)}")
     width_units = int(hidden["width"].max()) if not hidden.empty else 0
     caption = (
         f"Activation values per hidden layer at initialization ({int(hidden['depth'].max()) if not hidden.empty else 0}"
         f" hidden layers of {width_units} units; box: 15th-85th percentile, whisker: 98th, dot: "
         f"median; averaged over seeds), standard against normalized init (Glorot & Bengio 2010, "
         f"Fig. 6, from stored percentiles rather than histograms). Activation std from the first "
-        f"to the top hidden layer: {'; '.join(parts)}. Under the standard init the tanh "
-        f"activations shrink layer by layer; the normalized init keeps them wider.")
+        f"to the top hidden layer (mean [min, max] over seeds): {'; '.join(parts)}."
+        + _tanh_shrink(numbers))
     return [Figure(fig, "glorot_activations", with_verdict(caption, "glorot2010", full),
                    numbers)]
+
+
+def _tanh_shrink(numbers):
+    """What the tanh std from the first to the top hidden layer shows, per init (seed means)."""
+    tanh = numbers.get("tanh", {})
+    if "glorot_standard" not in tanh or "xavier_uniform" not in tanh:
+        return ""
+    kept = {i: tanh[i]["a_std_per_layer"][-1] / tanh[i]["a_std_per_layer"][0]
+            for i in ("glorot_standard", "xavier_uniform")}
+    shrinks = kept["glorot_standard"] < 1
+    wider = kept["xavier_uniform"] > kept["glorot_standard"]
+    return (f" Tanh keeps {fmt(kept['glorot_standard'])} of its first-layer std at the top "
+            f"under the standard init ({'shrinking' if shrinks else 'not shrinking'} with "
+            f"depth), {fmt(kept['xavier_uniform'])} under the normalized init "
+            f"({'wider' if wider else 'not wider'}).")
 
 
 @figure("glorot_gradients")
@@ -162,7 +181,11 @@ def glorot_gradients(results):
                 gm = lambda m: np.exp(np.nanmean(np.log(m), axis=0))
                 d, w = gm(delta), gm(wgrad)
             depth = int(rows["depth"].iloc[0])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                d_runs, w_runs = delta[:, 0] / delta[:, depth - 1], wgrad[:, 0] / wgrad[:, -1]
             numbers.setdefault(act, {})[init] = {
+                "delta_ratio_per_run": [float(v) for v in d_runs],
+                "w_grad_ratio_per_run": [float(v) for v in w_runs],
                 "delta_rms_per_layer": [float(v) for v in d],
                 "w_grad_per_layer": [float(v) for v in w],
                 "delta_ratio_first_top": float(d[0] / d[depth - 1]),
@@ -184,14 +207,15 @@ def glorot_gradients(results):
             v = numbers.get(act, {}).get(init)
             if v:
                 parts.append(f"{display(act)} {_init_name(init).split(' ')[0]}: "
-                             f"{fmt(v['delta_ratio_first_top'])} (weights "
-                             f"{fmt(v['w_grad_ratio_first_last'])})")
+                             f"{band(v['delta_ratio_per_run'], 2)} (weights "
+                             f"{band(v['w_grad_ratio_per_run'], 2)})")
     caption = (
         "Gradients per layer at initialization (log scale; geometric mean and min-max band over "
         "seeds): the back-propagated gradient dL/dz_l as its RMS per unit (solid) and the weight "
         "gradient ||dL/dW_l|| (dashed), standard against normalized init (Glorot & Bengio 2010, "
         "Fig. 7, summarized by one number per layer). Back-propagated RMS of the first over the "
-        f"top hidden layer (weight gradient: first over output layer): {'; '.join(parts)}."
+        f"top hidden layer (weight gradient: first over output layer; mean [min, max] over "
+        f"seeds): {'; '.join(parts)}."
         + (f" {failed_count(results)} failed runs have no data." if failed_count(results) else ""))
     return [Figure(fig, "glorot_gradients", with_verdict(caption, "glorot2010", full),
                    numbers)]
@@ -244,7 +268,11 @@ def glorot_gradient_distributions(results):
                 spread_max = max(spread_max, abs(p2), abs(p98))
             if len(mean):
                 spread = (mean["g_p98"] - mean["g_p2"]).to_numpy()
+                per_run = rows.assign(spread=rows["g_p98"] - rows["g_p2"]).pivot_table(
+                    index="run_id", columns="layer", values="spread")
                 numbers.setdefault(act, {})[init] = {
+                    "spread_ratio_per_run": [float(v) for v in
+                                             per_run.iloc[:, 0] / per_run.iloc[:, -1]],
                     "g_spread_per_layer": [float(v) for v in spread],
                     "g_std_per_layer": [float(v) for v in mean["g_std"]],
                     "spread_ratio_first_top": float(spread[0] / spread[-1])}
@@ -265,18 +293,33 @@ def glorot_gradient_distributions(results):
                           label="median (box p15-p85, whiskers p2-p98)"))
     legend_below(fig, handles=handles, labels=[h.get_label() for h in handles], ncol=3)
     parts = [f"{display(a)} {_init_name(i).split(' ')[0]} "
-             f"{fmt(numbers[a][i]['spread_ratio_first_top'])}"
+             f"{band(numbers[a][i]['spread_ratio_per_run'], 2)}"
              for a in acts for i in inits if i in numbers.get(a, {})]
     caption = (
         "Distribution of the back-propagated gradient dl_i/dz_l per hidden layer at "
         "initialization (box: 15th-85th percentile, whiskers: 2nd-98th, dot: median; symlog "
         "scale; averaged over seeds), standard against normalized init (Glorot & Bengio 2010, "
-        "Fig. 7). Width of the 2nd-98th percentile range, first over top hidden layer: "
+        "Fig. 7). Width of the 2nd-98th percentile range, first over top hidden layer (mean "
+        "[min, max] over seeds): "
         f"{'; '.join(parts) or 'no gradient percentiles in this store'}. "
         + _evenness(numbers, acts))
     caption = with_verdict(caption, "glorot2010", full)
     return [Figure(fig, "glorot_gradient_distributions", caption,
                    numbers)]
+
+
+def _top_by_rate(full):
+    """' Top sigmoid layer's final mean per rate (standard init): lr 0.03 0.49 [..], ...' over
+    the whole rate grid, so a net drawn at its least-bad rate is seen at the others too."""
+    layers = with_keys(full, full.layers, _keys(full) + ["lr"])
+    top = layers[(layers["activation"] == "sigmoid") & (layers["init"] == "glorot_standard")
+                 & (layers["layer"] == layers["depth"]) & layers["a_mean"].notna()]
+    if top.empty or top["lr"].nunique() < 2:
+        return ""
+    end = top[top["step"] == top.groupby("run_id")["step"].transform("max")]
+    return (" Top sigmoid layer's final mean activation per rate (standard init; mean [min, "
+            "max] over seeds): " + ", ".join(f"lr {fmt(lr)} {band(g['a_mean'])}"
+                                             for lr, g in end.groupby("lr")) + ".")
 
 
 @figure("glorot_saturation")
@@ -312,7 +355,10 @@ def glorot_saturation(results):
             if not top.empty:
                 mean = top.groupby("step")["a_mean"].mean()
                 below = mean[mean < TOP_SATURATED]
+                per_run = top.pivot_table(index="step", columns="run_id", values="a_mean")
                 numbers.setdefault(act, {})[init] = {
+                    "top_mean_init_per_run": [float(v) for v in per_run.iloc[0]],
+                    "top_mean_final_per_run": [float(v) for v in per_run.iloc[-1]],
                     "top_mean_init": float(mean.iloc[0]), "top_mean_min": float(mean.min()),
                     "top_mean_final": float(mean.iloc[-1]),
                     "top_p98_final": float(top.groupby("step")["a_p98"].mean().iloc[-1]),
@@ -339,8 +385,9 @@ def glorot_saturation(results):
         if v:
             when = (f"below {TOP_SATURATED} from step {v['first_step_top_below']}"
                     if v["first_step_top_below"] is not None else f"never below {TOP_SATURATED}")
-            parts.append(f"{_init_name(init).split(' ')[0]}: {fmt(v['top_mean_init'])} at init, "
-                         f"{when}, {fmt(v['top_mean_final'])} at the end")
+            parts.append(f"{_init_name(init).split(' ')[0]}: "
+                         f"{band(v['top_mean_init_per_run'], 2)} at init, {when} (seed mean), "
+                         f"{band(v['top_mean_final_per_run'], 2)} at the end")
     tanh = numbers.get("tanh", {})
     tanh_parts = [f"{_init_name(i).split(' ')[0]} "
                   + "/".join(fmt(100 * s, 1) for s in tanh[i]["saturated_fraction_final"])
@@ -349,8 +396,10 @@ def glorot_saturation(results):
         f"Mean (sigmoid; tanh: std, its mean sits at 0 by symmetry; solid) and 98th "
         f"percentile (dashed) of each hidden layer's activations over "
         f"{training_setup(results)} (mean over seeds; Glorot & Bengio 2010, Figs. 2-3). Top hidden "
-        f"sigmoid layer's mean activation: {'; '.join(parts) or 'n/a'} (the paper: pushed to its "
+        f"sigmoid layer's mean activation (mean [min, max] over seeds): "
+        f"{'; '.join(parts) or 'n/a'} (the paper: pushed to its "
         f"lower saturation 0 early in training). Tanh units saturated (|a| > 0.97) at the end, "
         f"layers 1..{depth}, %: {'; '.join(tanh_parts) or 'n/a'}.")
     return [Figure(fig, "glorot_saturation",
-                   with_verdict(caption + rate_note, "glorot2010", full), numbers)]
+                   with_verdict(caption + rate_note + _top_by_rate(full), "glorot2010", full),
+                   numbers)]

@@ -14,6 +14,7 @@ from studies.analysis.labels import Thresholds
 
 from . import Figure, figure
 from ._runs import with_verdict
+from ._vanishing_table import tuned
 from .style import FULL_WIDTH, color_for, display, fmt, legend_rows, log_axis, new_figure, seed_band
 
 HEALTHY_RATIO = 1e-3
@@ -28,6 +29,8 @@ def _table(results):
 
 @figure("update_ratio_layers")
 def update_ratio_layers(results):
+    full = results
+    results, rate_note = tuned(results, short=True)
     lay = _table(results)
     acts = sorted(lay["activation"].unique()) if "activation" in lay else []
     inits = sorted(lay["init"].unique()) if "init" in lay else []
@@ -74,6 +77,6 @@ def update_ratio_layers(results):
                f"0: {layer1 or 'no data'}."
                f" A layer below {threshold:g} before the loss "
                f"has fallen is labelled vanishing, even where the gradient ratio to the output "
-               f"layer looks even.")
-    return [Figure(fig, "update_ratio_layers", with_verdict(caption, "vanishing", results),
+               f"layer looks even. {rate_note}")
+    return [Figure(fig, "update_ratio_layers", with_verdict(caption, "vanishing", full),
                    numbers)]

@@ -36,10 +36,12 @@ from ._vanishing_table import (
     _key,
     _name,
     _ordered,
+    _stall_sentence,
     _status_sentence,
     _summary,
     _thresholds,
     run_table,
+    tuned,
 )
 from .style import (
     ACTIVATION_COLORS,
@@ -81,6 +83,8 @@ def _profile_steps(table):
 def profiles(results):
     """||dL/dW_l|| against layer index, per activation (columns) and step (rows)."""
     _check(results)
+    full = results
+    results, rate_note = tuned(results, short=True)
     table = run_table(results)
     numbers = _summary(table, _thresholds(results))
     grads = _grads(results)
@@ -156,14 +160,17 @@ def profiles(results):
                f"color = initialization, line style = depth; "
                + (f"geometric mean over {seeds} seeds with min-max band. " if seeds > 1
                   else "one seed. ")
-               + _contrast_sentence(numbers) + " " + _status_sentence(numbers))
-    return [Figure(fig, "vanishing_profiles", with_verdict(caption, "vanishing", results), numbers)]
+               + _contrast_sentence(numbers) + " " + _status_sentence(numbers) + " "
+               + rate_note)
+    return [Figure(fig, "vanishing_profiles", with_verdict(caption, "vanishing", full), numbers)]
 
 
 @figure("vanishing_ratio")
 def ratio(results):
     """First-to-last layer gradient ratio against depth, at step 0 and at the last step."""
     _check(results)
+    full = results
+    results, rate_note = tuned(results)
     thresholds = _thresholds(results)
     table = run_table(results)
     numbers = _summary(table, thresholds)
@@ -226,8 +233,9 @@ def ratio(results):
                f"one, {fmt(thresholds.exploding_ratio)}, where the data come near it). "
                + _contrast_sentence(numbers) + " "
                + _final_sentence(numbers, last) + " "
-               + _status_sentence(numbers))
-    return [Figure(fig, "vanishing_ratio", with_verdict(caption, "vanishing", results), numbers)]
+               + _stall_sentence(numbers) + " "
+               + _status_sentence(numbers) + " " + rate_note)
+    return [Figure(fig, "vanishing_ratio", with_verdict(caption, "vanishing", full), numbers)]
 
 
 def _mark_zero(ax, x, color, size=4):
@@ -293,6 +301,8 @@ def heatmap(results):
     import matplotlib.colors as mcolors
     import matplotlib.pyplot as plt
     _check(results)
+    full = results
+    results, rate_note = tuned(results, short=True)
     table = run_table(results)
     numbers = _summary(table, _thresholds(results))
     picks = _representative(table)
@@ -378,5 +388,5 @@ def heatmap(results):
                f"runs at depth {int(picks[0]['depth'])} (seed {int(picks[0]['seed'])}): per "
                f"activation, the standard init and the matched one (Xavier for sigmoid/tanh, "
                f"He for ReLU). White: exactly zero; grey: not finite; hatched: steps after a "
-               f"divergence. {details}.")
-    return [Figure(fig, "vanishing_heatmap", with_verdict(caption, "vanishing", results), numbers)]
+               f"divergence. {details}. {rate_note}")
+    return [Figure(fig, "vanishing_heatmap", with_verdict(caption, "vanishing", full), numbers)]

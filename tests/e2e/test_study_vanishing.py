@@ -21,6 +21,9 @@ def test_every_figure_is_drawn(study):
 def test_finding_gradient_ratio_reproduced_at_smoke_scale(study):
     rows, verdict = verdicts("vanishing", study[0])
     assert verdict[0] == "reproduced"
+    # one shared rate: the training row and the captions say so, and claim no more
+    assert rows[1]["claim"].startswith("at one shared, untuned SGD rate (lr 0.05)")
+    assert "All nets share one untuned SGD rate (lr 0.05)" in study[1]["vanishing_ratio"].caption
     results = current(study[0])
     runs = runs_with(results, ["depth", "activation", "init"])
     runs["r1"] = runs["run_id"].map(first_layer_ratio(results))

@@ -56,8 +56,8 @@ def band(values, digits=3):
 
 def runs_with(results, columns):
     """The runs table with the history's first and last finite train_loss / test_accuracy
-    (initial_loss, end_loss, end_test_accuracy) merged in; a diverged run ends at loss inf and
-    accuracy 0 (it did not finish)."""
+    (initial_loss, end_loss, end_test_accuracy) merged in, and the run labels where stored; a
+    diverged run ends at loss inf and accuracy 0 (it did not finish)."""
     runs = results.runs.copy()
     h = results.history.sort_values("step")
     per = {}
@@ -73,7 +73,8 @@ def runs_with(results, columns):
     runs.loc[diverged, ["end_loss", "end_test_accuracy"]] = [np.inf, 0.0]
     keep = [c for c in columns if c in runs]
     return runs[keep + ["run_id", "seed", "status", "initial_loss", "end_loss",
-                        "end_test_accuracy", "final_train_accuracy"]]
+                        "end_test_accuracy", "final_train_accuracy"]
+                + [c for c in ("labels",) if c in runs and c not in keep]]
 
 
 def seed_values(runs, column, **where):
@@ -109,25 +110,71 @@ def first_layer_ratio(results, column="w_grad_norm"):
 
 # ---------------------------------------------------------------- per-method learning rates
 
+class BestRate(tuple):
+    """(lr, grid, inside) of one method, unpackable as a 3-tuple, with .learns: False when every
+    run of the method, at every rate of its grid, stalled or diverged (see `did_not_learn`).
+    Such a method has no best rate: lr is then only its least-bad rate (lowest seed-mean loss,
+    a noise-level minimum) and inside is False; `inside_checks` leaves it out."""
+
+    def __new__(cls, lr, grid, inside, learns=True):
+        self = super().__new__(cls, (lr, grid, inside))
+        self.learns = bool(learns)
+        return self
+
+    lr = property(lambda self: self[0])
+    grid = property(lambda self: self[1])
+    inside = property(lambda self: self[2])
+
+
+def did_not_learn(runs, min_improvement=None):
+    """Boolean Series over the runs: diverged or failed (status), or stalled: the stored run
+    label `stalled` where the runs carry a `labels` column (studies.analysis.labels), else
+    end_loss above (1 - min_improvement) x initial_loss (the label's loss test, its default
+    threshold); without either column a finished run counts as learning."""
+    from studies.analysis.labels import Thresholds
+    bar = 1 - (min_improvement if min_improvement is not None else
+               Thresholds().min_improvement)
+    out = runs["status"].isin(["diverged", "failed"]).to_numpy().copy()
+    if "labels" in runs:
+        text = runs["labels"].fillna("").astype(str)
+        out |= text.str.contains(r"\b(?:stalled|diverged)\b", regex=True).to_numpy()
+    elif "end_loss" in runs and "initial_loss" in runs:
+        end, start = runs["end_loss"].to_numpy(float), runs["initial_loss"].to_numpy(float)
+        with np.errstate(invalid="ignore"):
+            out |= ~(end <= bar * start)
+    return pd.Series(out, index=runs.index)
+
+
 def best_rates(runs, group, metric="end_loss"):
-    """{key: (best lr, grid, inside)} per value (tuple) of the `group` columns: the rate with
-    the lowest seed-mean `metric` (a diverged run counts as inf, so a rate where any seed
-    diverged loses to one where none did); inside: strictly between the grid's end points (a
-    grid of one rate is its own best, not inside)."""
+    """{key: BestRate(best lr, grid, inside)} per value (tuple) of the `group` columns: the
+    rate with the lowest seed-mean `metric` (a diverged run counts as inf, so a rate where any
+    seed diverged loses to one where none did); inside: strictly between the grid's end points
+    (a grid of one rate is its own best, not inside). A method none of whose runs learned at
+    any rate (did_not_learn) has no best rate: learns False, inside False, lr its least-bad
+    rate."""
     out = {}
+    failed = did_not_learn(runs)
     for key, sub in runs.groupby(list(group)):
         by_lr = sub.groupby("lr")[metric].mean().sort_index()
         grid = [float(v) for v in by_lr.index]
         finite = by_lr.replace([np.inf, -np.inf], np.nan).dropna()
         best = float(finite.idxmin()) if len(finite) else grid[0]
-        out[key if isinstance(key, tuple) else (key,)] = (
-            best, grid, 0 < grid.index(best) < len(grid) - 1)
+        learns = not failed.loc[sub.index].all()
+        inside = learns and 0 < grid.index(best) < len(grid) - 1
+        out[key if isinstance(key, tuple) else (key,)] = BestRate(best, grid, inside, learns)
     return out
+
+
+def inside_checks(best):
+    """The strictly-inside-the-grid check of every method that learns somewhere on a grid of
+    two or more rates (a method that never learns has no best rate to place)."""
+    return [b.inside for b in best.values() if b.learns and len(b.grid) > 1]
 
 
 def at_best_rates(results, group):
     """(Results restricted to the runs at each group's best learning rate, best_rates(...)),
-    so a study that tunes the rate per method compares the methods each at its own."""
+    so a study that tunes the rate per method compares the methods each at its own; a method
+    that never learns is kept at its least-bad rate (its BestRate says learns False)."""
     from dataclasses import replace
     runs = runs_with(results, list(group) + ["lr"])
     best = best_rates(runs, group)
@@ -146,11 +193,22 @@ def at_best_rates(results, group):
                    layers=only(results.layers)), best
 
 
+def grid_text(grid):
+    return "[" + ", ".join(f"{v:g}" for v in grid) + "]"
+
+
 def rates_text(best, names=None):
-    """'sigmoid/standard lr 0.3, tanh/standard lr 0.1 (grid edge)' for a measured column."""
+    """'sigmoid/standard never learns at any rate of [0.03, 0.1, 0.3] (drawn at lr 0.03, its
+    lowest final loss), tanh/standard lr 0.1, relu lr 1 (grid edge)' for a measured column."""
     parts = []
-    for key, (lr, grid, inside) in best.items():
+    for key, b in best.items():
         name = names(key) if names else "/".join(str(k) for k in key)
+        if not getattr(b, "learns", True):
+            parts.append(f"{name} never learns at any rate of {grid_text(b.grid)} (drawn at "
+                         f"lr {b.lr:g}, its lowest final loss)" if len(b.grid) > 1 else
+                         f"{name} does not learn at lr {b.lr:g}, the one rate run")
+            continue
+        lr, grid, inside = b
         edge = "" if inside or len(grid) < 2 else " (grid edge)"
         parts.append(f"{name} lr {lr:g}{edge}")
     return ", ".join(parts)

@@ -8,7 +8,8 @@ import pytest
 
 from studies.analysis.findings import COLUMNS, VERDICTS, findings_for, known_studies, table, \
     verdict, verdict_line
-from studies.analysis.findings.common import band
+from studies.analysis.findings.common import (at_best_rates, band, best_rates, inside_checks,
+                                              rates_text, runs_with)
 from studies.spec import bundled_specs
 from studies.store import Results
 
@@ -129,3 +130,118 @@ def test_edge_of_stability_verdict_follows_the_sharpness_and_loss():
     assert "MSE lr 0.2: 1.05 [1.05, 1.05]" in rows[1]["measured"]
     flat = findings_for("edge_of_stability", _eos_store(edge=False))
     assert [r["verdict"] for r in flat] == ["not reproduced"] * 3
+
+
+ENDS = {"flat": {0.01: 2.3001, 0.1: 2.2995, 1.0: 2.3003},
+        "inside": {0.01: 1.5, 0.1: 0.4, 1.0: 0.9},
+        "edge": {0.01: 2.0, 0.1: 1.0, 1.0: 0.3}}
+
+
+def _rate_store(labels, ends=ENDS):
+    """{method: {lr: end loss}} over lr 0.01, 0.1, 1 and 2 seeds (initial loss 2.3): 'flat' never
+    learns (losses within noise of the start, 2.2995 at 0.1 the noise minimum), 'inside' learns
+    best at 0.1, 'edge' best at 1. labels: store the run labels (stalled where the loss stays
+    above 0.95 x 2.3), else leave them to the loss test. Layers: ||dL/dW_1|| / ||dL/dW_2|| at
+    step 0 is 0.01 for a method whose name starts with 'sig', else 1."""
+    runs, hist, layers = [], [], []
+    for method, by_lr in ends.items():
+        for lr, loss in by_lr.items():
+            for seed in range(2):
+                run_id = f"{method}-{lr}-{seed}"
+                end = loss + 1e-4 * seed
+                row = {"run_id": run_id, "activation": method, "lr": lr, "seed": seed,
+                       "depth": 1, "status": "completed", "final_train_accuracy": 0.5}
+                if labels:
+                    row["labels"] = "stalled@0" if end > 0.95 * 2.3 else "healthy"
+                runs.append(row)
+                hist += [{"run_id": run_id, "step": 0, "train_loss": 2.3, "test_accuracy": 0.1},
+                         {"run_id": run_id, "step": 100, "train_loss": end,
+                          "test_accuracy": 0.5}]
+                layers += [{"run_id": run_id, "step": 0, "layer": 1,
+                            "w_grad_norm": 0.01 if method.startswith("sig") else 1.0},
+                           {"run_id": run_id, "step": 0, "layer": 2, "w_grad_norm": 1.0}]
+    return Results(runs=pd.DataFrame(runs), history=pd.DataFrame(hist),
+                   layers=pd.DataFrame(layers), manifest={})
+
+
+@pytest.mark.parametrize("labels", [True, False])
+def test_a_method_that_never_learns_has_no_best_rate(labels):
+    results = _rate_store(labels)
+    best = best_rates(runs_with(results, ["activation", "lr"]), ("activation",))
+    flat, inside, edge = best[("flat",)], best[("inside",)], best[("edge",)]
+    assert not flat.learns and not flat.inside and flat.lr == 0.1  # least-bad, not "best"
+    assert inside.learns and inside.inside and inside.lr == 0.1
+    assert edge.learns and not edge.inside and edge.lr == 1.0
+    lr, grid, is_inside = inside  # unpacks as (lr, grid, inside)
+    assert (lr, grid, is_inside) == (0.1, [0.01, 0.1, 1.0], True)
+    # the strictly-inside check covers the methods that learn and fails on the edge optimum
+    assert sorted(inside_checks(best)) == [False, True]
+    text = rates_text(best)
+    assert "flat never learns at any rate of [0.01, 0.1, 1]" in text
+    assert "inside lr 0.1" in text and "edge lr 1 (grid edge)" in text
+    kept, _ = at_best_rates(results, ("activation",))
+    assert sorted(kept.runs["run_id"]) == sorted(
+        f"{m}-{lr}-{s}" for m, lr in (("flat", 0.1), ("inside", 0.1), ("edge", 1.0))
+        for s in range(2))
+
+
+def test_a_diverged_rate_counts_as_not_learning():
+    runs = runs_with(_rate_store(labels=True), ["activation", "lr"])
+    flat = runs["activation"] == "flat"
+    runs.loc[flat & (runs["lr"] == 1.0), "status"] = "diverged"
+    assert not best_rates(runs, ("activation",))[("flat",)].learns
+    runs.loc[flat & (runs["lr"] == 0.01) & (runs["seed"] == 0), ["labels", "end_loss"]] = \
+        ["healthy", 1.0]  # one run that learned: the method has a best rate
+    assert best_rates(runs, ("activation",))[("flat",)].learns
+
+
+@pytest.mark.parametrize("tanh,expected", [
+    ({0.01: 1.9, 0.1: 0.8, 1.0: 1.2}, "reproduced"),
+    ({0.01: 1.9, 0.1: 0.8, 1.0: 0.7}, "partly"),     # tanh's optimum on the grid's edge
+    ({0.01: 1.9, 0.1: 0.2, 1.0: 1.2}, "partly")])    # tanh below ReLU
+def test_activations_finding_takes_never_learning_as_slowest(tanh, expected):
+    """sigmoid flat at every rate (its noise minimum is no best rate and is not held to the
+    grid), ReLU with an inside optimum at 0.4: sigmoid slowest, since it learns nowhere."""
+    results = _rate_store(True, {"sigmoid": ENDS["flat"], "relu": ENDS["inside"], "tanh": tanh})
+    rows = [r for r in findings_for("activations", results) if "slowest" in r["claim"]]
+    assert rows[0]["verdict"] == expected
+    assert "sigmoid never learns at any rate of [0.01, 0.1, 1]" in rows[0]["measured"]
+    assert findings_for("activations", results)[0]["verdict"] == "reproduced"  # r_1 smallest
+
+
+def _vanishing_store(sigmoid_learns_at=None):
+    """A vanishing store on a 3-rate grid (depths 2 and 4, 2 seeds): sigmoid's r_1 at init
+    falls 0.05 -> 1e-4 and it stalls at every rate (or learns at sigmoid_learns_at); ReLU/He
+    keeps r_1 = 1 and learns best at lr 0.1 (end/initial 0.2), worse at 0.01 and 1."""
+    runs, hist, layers = [], [], []
+    for act, init in (("sigmoid", "xavier_normal"), ("relu", "he_normal")):
+        for depth in (2, 4):
+            for lr in (0.01, 0.1, 1.0):
+                for seed in range(2):
+                    run_id = f"{act}-{depth}-{lr}-{seed}"
+                    if act == "sigmoid":
+                        end, label = (0.5, "healthy") if lr == sigmoid_learns_at else \
+                            (2.29 + 0.001 * seed, "vanishing@0,stalled@0")
+                        r1 = 0.05 if depth == 2 else 1e-4
+                    else:
+                        end, label, r1 = {0.01: 1.5, 0.1: 0.46, 1.0: 0.9}[lr], "healthy", 1.0
+                    runs.append({"run_id": run_id, "activation": act, "init": init,
+                                 "depth": depth, "lr": lr, "seed": seed, "labels": label,
+                                 "status": "completed", "final_train_accuracy": 0.5})
+                    hist += [{"run_id": run_id, "step": 0, "train_loss": 2.3},
+                             {"run_id": run_id, "step": 50, "train_loss": end}]
+                    layers += [{"run_id": run_id, "step": 0, "layer": 1, "w_grad_norm": r1},
+                               {"run_id": run_id, "step": 0, "layer": depth + 1,
+                                "w_grad_norm": 1.0}]
+    return Results(runs=pd.DataFrame(runs), history=pd.DataFrame(hist),
+                   layers=pd.DataFrame(layers), manifest={})
+
+
+def test_vanishing_on_a_rate_grid_judges_each_net_at_its_own_rate():
+    rows = findings_for("vanishing", _vanishing_store())
+    assert [r["verdict"] for r in rows] == ["reproduced", "reproduced"]
+    assert rows[1]["claim"].startswith("deep sigmoid nets stall at every rate")
+    assert "never learns at any rate of [0.01, 0.1, 1]" in rows[1]["measured"]
+    assert "relu/he_normal/2 lr 0.1" in rows[1]["measured"]
+    learns = findings_for("vanishing", _vanishing_store(sigmoid_learns_at=1.0))
+    assert learns[1]["verdict"] == "partly"  # the deep sigmoid net learns at lr 1
