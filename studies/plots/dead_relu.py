@@ -48,6 +48,13 @@ def final_table(results):
     return table, failed
 
 
+def _dataset_text(runs):
+    """'MNIST-1D' / 'the 8x8 digits' / the stored dataset name."""
+    names = sorted(set(runs["dataset"].astype(str))) if "dataset" in runs else []
+    known = {"mnist1d": "MNIST-1D", "digits": "the 8x8 digits"}
+    return ", ".join(known.get(n, n) for n in names) or "its dataset"
+
+
 def _accuracy_text(table, act, lr):
     fin = table[(table["activation"] == act) & (table["lr"] == lr)]
     acc = fin["final_test_accuracy"].where(fin["status"] == "completed", 0.0).to_numpy(float)
@@ -109,7 +116,7 @@ def dead_relu_layers(results):
     relu = table[table["activation"] == "relu"]
     dead = relu.groupby("lr")["dead_mean"].agg(["mean", "min", "max"])
     top = lrs[-1]
-    caption = (f"A 4x64 MLP on the 8x8 digits, Adam on a half-decade learning-rate grid "
+    caption = (f"A 4x64 MLP on {_dataset_text(runs)}, Adam on a half-decade learning-rate grid "
                f"(columns), {runs['seed'].nunique()} seeds (line: mean, band: seed range). "
                f"Top: fraction of ReLU units per hidden layer with input <= 0 on every "
                f"training row (dead: zero gradient); final, mean over layers 2..depth: "
