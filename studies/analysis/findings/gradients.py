@@ -147,9 +147,9 @@ def he2015(results):
     he_key = (deep, "he_normal")
     inside = [best[he_key][2]] if tuning and he_key in best else []
     grid = best[he_key][1] if he_key in best else []
-    x_text = f"Xavier {band(x_all.end_loss / x_all.initial_loss)} over every rate"
+    x_text = f"Xavier {band(x_all.end_loss / x_all.initial_loss)}"
     if len(grid) > 1:
-        x_text += f" ({grid[0]:g}-{grid[-1]:g})"
+        x_text += f" over every rate ({grid[0]:g}-{grid[-1]:g})"
     h_text = f"He {band(h.end_loss / h.initial_loss)}"
     if tuning and he_key in best:
         h_text += f" at its best rate: {rates_text({he_key: best[he_key]}, _he_name)}"
