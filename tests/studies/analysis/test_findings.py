@@ -165,3 +165,20 @@ def test_gd_variants_verdict_follows_the_stored_numbers():
     # mini-batch still beats batch GD); per step mini-batch still beats it
     bad = findings_for("gd_variants", _gd_store(sgd_best=5.0))
     assert [r["verdict"] for r in bad] == ["partly", "reproduced"]
+
+
+def test_highest_learning_rate_needs_every_seed_to_learn():
+    from studies.analysis.findings.training import highest_learning_rate
+    runs = pd.DataFrame([
+        {"batchnorm": bn, "lr": lr, "seed": seed, "status": status, "initial_loss": 2.3,
+         "end_loss": end}
+        for bn, lr, seed, status, end in [
+            (True, 1.0, 0, "completed", 1.0), (True, 1.0, 1, "completed", 1.1),
+            (True, 3.0, 0, "completed", 1.2), (True, 3.0, 1, "diverged", np.inf),
+            (False, 1.0, 0, "completed", 1.5), (False, 1.0, 1, "completed", 1.6),
+            (False, 3.0, 0, "completed", 2.4), (False, 3.0, 1, "completed", 2.0)]])
+    assert highest_learning_rate(runs, batchnorm=True) == 1.0   # one seed diverged at 3
+    assert highest_learning_rate(runs, batchnorm=False) == 1.0  # one seed above its start at 3
+    runs.loc[(~runs["batchnorm"]) & (runs["lr"] == 3.0), "end_loss"] = 2.0
+    assert highest_learning_rate(runs, batchnorm=False) == 3.0
+    assert np.isnan(highest_learning_rate(runs[runs["lr"] > 5], batchnorm=True))
