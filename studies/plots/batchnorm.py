@@ -6,10 +6,14 @@ sigmoid MLP trained with and without batch norm.
 - batchnorm_unit_input: the 15th, 50th and 85th percentiles of one unit's sigmoid input (unit 0
   of the last hidden layer: z without batch norm, the batch-norm output gamma xhat + beta with
   it; measured on the evaluation rows with batch statistics) over training, one panel each.
+
+Both figures draw each net at its own best rate of the spec's rate grid (the finding's choice).
 """
 import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+
+from studies.analysis.findings.common import at_best_rates, band, rates_text
 
 from . import Figure, figure
 from ._runs import failed_note, joined, runs_with_data, seed_stats, with_verdict
@@ -22,6 +26,20 @@ THRESHOLDS = (0.4, 0.5, 0.6)                      # accuracy levels whose first 
 
 def _bool(value):
     return bool(value) if not isinstance(value, str) else value.lower() == "true"
+
+
+def tuned(results):
+    """(The runs at each net's best rate, the best_rates of with and without batch norm)."""
+    return at_best_rates(results, ("batchnorm",))
+
+
+def rates_caption(best):
+    """'each at its own best rate of the grid 0.1-10 (plain lr 1, BN lr 1)', or ''."""
+    grid = next(iter(best.values()))[1] if best else []
+    if len(grid) < 2:
+        return ""
+    names = rates_text(best, lambda k: "with batch norm" if k[0] else "without")
+    return f", each at its own best rate of the grid {fmt(grid[0])}-{fmt(grid[-1])} ({names})"
 
 
 def _runs(results):
@@ -37,7 +55,9 @@ def first_step_reaching(steps, values, level):
 
 
 def accuracy_table(results):
-    """Per batchnorm setting: steps, the seeds x steps test accuracies, finals, diverged runs."""
+    """Per batchnorm setting at its best rate: steps, the seeds x steps test accuracies, finals,
+    diverged runs."""
+    results, _ = tuned(results)
     runs, failed = _runs(results)
     hist = joined(results.history, runs, ["batchnorm"])
     out = {}
@@ -73,10 +93,7 @@ def batchnorm_accuracy(results):
         numbers[BN_NAMES[bn]] = {"final_mean": mean, "final_min": low, "final_max": high,
                                  "seeds": n, "first_step_reaching": reach,
                                  "diverged": len(t["diverged"])}
-        reach_text = ", ".join(f"{int(100 * lv)}% at step {s}" if s is not None else
-                               f"{int(100 * lv)}% never" for lv, s in reach.items())
-        parts.append(f"{BN_NAMES[bn]} {fmt(100 * mean)}% (seeds {fmt(100 * low)}-"
-                     f"{fmt(100 * high)}; {reach_text})")
+        parts.append(f"{BN_NAMES[bn]} {band(100 * t['final'])}%")
     ax.set_xlabel("step (batches of 60)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(0, 100)
@@ -90,15 +107,19 @@ def batchnorm_accuracy(results):
     if len(numbers) == 2:
         gain = numbers[BN_NAMES[True]]["final_mean"] - numbers[BN_NAMES[False]]["final_mean"]
         lift = f" Batch norm lifts accuracy by {fmt(100 * gain)} points."
-    caption = (f"Ioffe & Szegedy's 3x100 sigmoid MLP (batch 60, SGD) on MNIST-1D: test "
-               f"accuracy over training with and without batch norm (mean and seed range). "
-               f"Final ({steps} steps): {'; '.join(parts)}." + lift + failed_note(failed))
+    _, best = tuned(results)
+    caption = (f"Ioffe & Szegedy's 3x100 sigmoid MLP (batch 60, SGD) on MNIST-1D (MNIST in the "
+               f"paper; {steps} steps): test accuracy over training with and without batch "
+               f"norm{rates_caption(best)}; mean and min-max band over seeds. Final test "
+               f"accuracy, mean [min, max] over seeds: {'; '.join(parts)}." + lift
+               + failed_note(failed))
     return [Figure(fig, "batchnorm_accuracy", with_verdict(caption, "batchnorm", results), numbers)]
 
 
 def unit_percentiles(results):
     """Per batchnorm setting: the first seed's (steps, p15, p50, p85) of unit 0's sigmoid input
-    in the last hidden layer, and the layer index."""
+    in the last hidden layer, and the layer index, at each setting's best rate."""
+    results, _ = tuned(results)
     runs, failed = _runs(results)
     layers = joined(results.layers, runs, ["batchnorm", "depth"])
     out = {}
@@ -119,7 +140,9 @@ def unit_percentiles(results):
 
 def unit_drift(results):
     """Per (batchnorm, seed): how far the median of unit 0's sigmoid input (last hidden layer)
-    moved over training, in units of its initial 15th-85th percentile spread."""
+    moved over training, in units of its initial 15th-85th percentile spread, at each
+    setting's best rate."""
+    results, _ = tuned(results)
     runs, _ = _runs(results)
     layers = joined(results.layers, runs, ["batchnorm", "depth"])
     sub = layers[layers["layer"] == layers["depth"]].dropna(subset=["unit0_p50"])
@@ -152,22 +175,21 @@ def batchnorm_unit_input(results):
         numbers[BN_NAMES[bn]] = {"p50_start": float(t["p50"][0]), "p50_end": float(t["p50"][-1]),
                                  "median_drift": float(drift), "spread_start": float(spread0),
                                  "spread_end": float(spread1)}
-        parts.append(f"{BN_NAMES[bn]}: median {fmt(t['p50'][0])} -> {fmt(t['p50'][-1])}, "
-                     f"15-85th spread {fmt(spread0)} -> {fmt(spread1)}")
     axes[0, 0].set_ylabel("sigmoid input of one unit")
     drift = unit_drift(results)
     for bn in table:
         values = [v for (b, _), v in drift.items() if b == bn]
         numbers[BN_NAMES[bn]]["drift_in_spreads"] = values
-        parts.append(f"{BN_NAMES[bn]}, |median drift| / initial spread over seeds: "
-                     + ", ".join(fmt(v) for v in values))
+        parts.append(f"{BN_NAMES[bn]} {band(values)}")
     handles = [Line2D([], [], color="0.3", label="50th percentile"),
                Patch(color="0.3", alpha=0.25, label="15th-85th percentile")]
     legend_below(fig, handles=handles, labels=[h.get_label() for h in handles])
+    _, best = tuned(results)
     caption = (f"The distribution of one sigmoid unit's input over training (15th, 50th, 85th "
-               f"percentiles over the evaluation rows; unit 0 of the last hidden layer; with "
-               f"batch norm its input is the normalized, scaled and shifted gamma xhat + beta), "
-               f"as in Ioffe & Szegedy's Fig. 1(b, c). {'; '.join(parts)}."
+               f"percentiles over the evaluation rows; unit 0 of the last hidden layer, first "
+               f"seed; with batch norm its input is gamma xhat + beta), as in Ioffe & Szegedy's "
+               f"Fig. 1(b, c){rates_caption(best)}. |Median drift| over training in units of "
+               f"the initial 15-85th spread, mean [min, max] over seeds: {'; '.join(parts)}."
                + failed_note(failed))
     return [Figure(fig, "batchnorm_unit_input", with_verdict(caption, "batchnorm", results),
                    numbers)]

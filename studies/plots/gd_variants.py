@@ -1,5 +1,6 @@
 """Figure of the `gd_variants` study (report sec. 5.1): batch, stochastic and mini-batch
-gradient descent with the same learning rate and number of steps.
+gradient descent for the same number of steps, each batch size at its own best rate of the
+spec's rate grid (the finding's choice).
 
 - gd_variants: the loss on the whole training set against epochs, against gradient evaluations
   (samples processed = step x batch) and against the seconds spent in the training kernel
@@ -7,6 +8,9 @@ gradient descent with the same learning rate and number of steps.
 """
 import numpy as np
 import pandas as pd
+
+from studies.analysis.findings.common import at_best_rates, band, rates_text
+from studies.analysis.findings.training import gd_comparison, gd_label
 
 from . import Figure, figure
 from ._runs import with_verdict
@@ -16,8 +20,6 @@ from ._curves import (
     failed_count,
     first_below,
     seed_matrix,
-    training_setup,
-    value_at,
 )
 from .style import (
     FULL_WIDTH,
@@ -75,6 +77,8 @@ def _history(results):
 
 @figure("gd_variants")
 def gd_variants(results):
+    full = results
+    results, best = at_best_rates(full, ("batch_size",))
     hist, info = _history(results)
     n_train = info.get("n_train")
     batches = sorted(int(b) for b in hist["batch_size"].unique()) if not hist.empty else []
@@ -100,14 +104,12 @@ def gd_variants(results):
             if points:
                 mark_diverged(ax, *zip(*points), label="diverged (last finite loss)")
             if x == "epoch":
-                at = np.flatnonzero(xmean >= 1.0)  # the first record at or after one epoch
-                entry["loss_after_1_epoch"] = value_at(xmean, ys, 1.0)
-                entry["epoch_of_that_record"] = float(xmean[at[0]]) if at.size else np.nan
                 final = ys[:, -1][np.isfinite(ys[:, -1])] if ys.size else np.array([])
                 entry["final_loss_range"] = (float(final.min()), float(final.max())) \
                     if final.size else (np.nan, np.nan)
                 entry["final_epoch"] = float(np.nanmax(xmean)) if len(xmean) else np.nan
                 entry["final_loss"] = float(np.nanmean(ys[:, -1])) if ys.size else np.nan
+                entry["lr"] = best.get((batch,), (np.nan,))[0]
             elif x == "samples":
                 entry[f"samples_to_loss_{TARGET_LOSS}"] = first_below(xmean, ys, TARGET_LOSS)
             else:
@@ -128,20 +130,28 @@ def gd_variants(results):
     axes[0, 1].set_title("(b) per gradient evaluation")
     axes[0, 2].set_title("(c) per second")
     legend_below(fig, axes, ncol=5)
-    parts = []
-    for name, v in numbers.items():
-        parts.append(
-            f"{name}: {fmt(v.get('loss_after_1_epoch'))} at epoch "
-            f"{fmt(v.get('epoch_of_that_record'))} (first record from one epoch on), loss "
-            f"{TARGET_LOSS} after {fmt(v.get(f'samples_to_loss_{TARGET_LOSS}'))} samples, final "
-            f"{fmt(v.get('final_loss'))} [{fmt(v['final_loss_range'][0])}, "
-            f"{fmt(v['final_loss_range'][1])}] after {fmt(v.get('final_epoch'))} epochs")
     failed = failed_count(results)
+    epochs, steps, per_epoch, per_step = gd_comparison(results) if batches else (0, 0, {}, {})
+    for batch in per_epoch:
+        entry = numbers[variant_name(int(batch), n_train)]
+        entry["loss_at_common_epochs"] = list(per_epoch[batch])
+        entry["common_epochs"] = epochs
+    grid = next(iter(best.values()))[1] if best else []
+    rates = (f", each at its own best rate of the grid {fmt(grid[0])}-{fmt(grid[-1])} "
+             f"({rates_text(best, lambda k: gd_label(k[0]))})" if len(grid) > 1 else "")
+    at_epochs = "; ".join(f"{gd_label(b)} {band(v)}" for b, v in per_epoch.items())
+    at_steps = "; ".join(f"{gd_label(b)} {band(v)}" for b, v in per_step.items())
+    every = int(results.runs["metrics_every"].iloc[0]) if "metrics_every" in results.runs and \
+        len(results.runs) else 0
+    to_target = "; ".join(f"{n.split(' (')[0]} {fmt(v.get(f'samples_to_loss_{TARGET_LOSS}'))}"
+                          for n, v in numbers.items())
     caption = (
-        f"Loss on the whole training set for batch, stochastic and mini-batch gradient descent "
-        f"with the same learning rate and number of steps, {training_setup(results)} (mean and "
-        f"min-max band over seeds), against (a) epochs, (b) gradient evaluations (samples "
-        f"processed = step x batch) and (c) seconds in the training kernel (log scales; the "
-        f"dotted line is the loss at initialization, n/a: never reached). {'; '.join(parts)}."
-        + (f" {failed} failed runs have no data." if failed else ""))
-    return [Figure(fig, "gd_variants", with_verdict(caption, "gd_variants", results), numbers)]
+        f"Loss on the whole training set for batch, stochastic and mini-batch gradient descent, "
+        f"{steps} steps each of the plain SGD update ({n_train} training rows){rates}; mean and min-max band over seeds, against (a) "
+        f"epochs, (b) gradient evaluations (samples processed = step x batch) and (c) seconds "
+        f"in the training kernel (log scales; dotted: the loss at initialization). Train loss, "
+        f"mean [min, max] over seeds, at {fmt(epochs)} epochs (SGD's last record; the others "
+        f"read linearly between their records every {every} steps; batch GD has then taken "
+        f"{fmt(epochs)} steps): {at_epochs}. After {steps} steps: {at_steps}. Samples "
+        f"processed to loss {TARGET_LOSS:g} (seed mean; n/a: never): {to_target}." + (f" {failed} failed runs have no data." if failed else ""))
+    return [Figure(fig, "gd_variants", with_verdict(caption, "gd_variants", full), numbers)]

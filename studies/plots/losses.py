@@ -5,9 +5,12 @@
   MSE on softmax outputs, softmax cross-entropy); the store adds the measured spread of the
   output logits at initialization per init gain.
 - loss_curves: test accuracy and training loss (relative to its initial value) over training,
-  one column per init gain, one color per objective, seed bands.
+  one column per init gain, one color per objective, seed bands, each (objective, gain) at its
+  own best rate of the spec's rate grid (the finding's choice).
 """
 import numpy as np
+
+from studies.analysis.findings.common import at_best_rates, band, rates_text
 
 from . import Figure, figure
 from ._runs import with_verdict
@@ -37,6 +40,7 @@ OBJECTIVE_COLORS = {"mse+sigmoid": "#1f77b4", "mse+softmax": "#9467bd",
 OBJECTIVE_NAMES = {"mse+sigmoid": "MSE, sigmoid outputs", "mse+softmax": "MSE, softmax outputs",
                    "cross_entropy+softmax": "cross-entropy (softmax)",
                    "mse+identity": "MSE, linear outputs"}
+DATASET_NAMES = {"mnist1d": "MNIST-1D", "digits": "the 8x8 digits"}
 N_CLASSES = 10
 Z_RANGE = (-10.0, 10.0)
 
@@ -78,7 +82,9 @@ def analytic_gradients(z, k=N_CLASSES):
 
 
 def _measured_logits(results):
-    """{gain: (output-logit std, sigmoid outputs saturated fraction)} at initialization."""
+    """{gain: (output-logit std, sigmoid outputs saturated fraction)} at initialization (the
+    rate does not matter there: one rate per configuration is read)."""
+    results, _ = at_best_rates(results, ("objective", "gain"))
     layers = at_step(with_keys(results, results.layers, ["gain", "depth"]))
     runs = completed_runs(results)
     if layers.empty:
@@ -133,8 +139,19 @@ def loss_gradients(results):
     return [Figure(fig, "loss_gradients", with_verdict(caption, "losses", results), numbers)]
 
 
+def _rates(best):
+    """' (grid 0.03-3; best rates: MSE, sigmoid outputs gain 1 lr 1, ...)' or ''."""
+    grid = next(iter(best.values()))[1] if best else []
+    if len(grid) < 2:
+        return ""
+    names = rates_text(best, lambda k: f"{_name(k[0])} gain {fmt(k[1])}")
+    return f"; best rates of the grid {fmt(grid[0])}-{fmt(grid[-1])}: {names}"
+
+
 @figure("loss_curves")
 def loss_curves(results):
+    full = results
+    results, best = at_best_rates(full, ("objective", "gain"))
     runs = completed_runs(results)
     runs = runs.assign(objective_key=[objective_of(r) for _, r in runs.iterrows()]) \
         if not runs.empty else runs
@@ -160,6 +177,8 @@ def loss_curves(results):
             seed_band(axes[1, col], xr, yr, _color(objective), label=_name(objective))
             numbers.setdefault(f"gain {fmt(gain)}", {})[objective] = {
                 "final_test_accuracy": float(np.nanmean(ys[:, -1])),
+                "final_test_accuracy_per_seed": list(ys[:, -1]),
+                "lr": best.get((objective, gain), (np.nan,))[0],
                 "step_to_80pct": first_above(x, ys, 0.8),
                 "final_relative_loss": float(np.nanmean(yr[:, -1]))}
         for row, y in ((0, "test_accuracy"), (1, "relative_loss")):
@@ -177,14 +196,19 @@ def loss_curves(results):
     parts = []
     for gain in gains:
         entries = numbers.get(f"gain {fmt(gain)}", {}).items()
-        text = ", ".join(f"{_name(o)} {fmt(v['final_test_accuracy'])}" for o, v in entries)
+        text = ", ".join(f"{_name(o)} {band(v['final_test_accuracy_per_seed'])}"
+                         for o, v in entries)
         parts.append(f"gain {fmt(gain)}: {text}")
     failed = failed_count(results)
+    data = results.runs["dataset"].iloc[0] if "dataset" in results.runs and len(results.runs) \
+        else "?"
+    data = DATASET_NAMES.get(data, data)
     caption = (
         f"Test accuracy (top) and training loss relative to its initial value (bottom, log "
-        f"scale) over {training_setup(results)} for MSE on sigmoid outputs, MSE on softmax outputs "
-        f"(both on one-hot targets) and softmax cross-entropy; columns: init gain (every "
-        f"weight matrix scaled; gain > 1 saturates the outputs at init). Mean and min-max band "
-        f"over seeds. Final test accuracy, {'; '.join(parts)}."
+        f"scale) over {training_setup(results)} on {data}, for MSE on sigmoid outputs, MSE on "
+        f"softmax outputs (both on one-hot targets) and softmax cross-entropy, each (objective, "
+        f"gain) at its own best rate{_rates(best)}; columns: init gain (gain > 1 saturates the "
+        f"outputs at init). Mean and min-max band over seeds. Final test accuracy, mean [min, "
+        f"max] over seeds, {'; '.join(parts)}."
         + (f" {failed} failed runs have no data." if failed else ""))
-    return [Figure(fig, "loss_curves", with_verdict(caption, "losses", results), numbers)]
+    return [Figure(fig, "loss_curves", with_verdict(caption, "losses", full), numbers)]

@@ -1,9 +1,10 @@
 """The `he2015` study (He et al. 2015) at quick scale: 30-layer plain ReLU nets stall with
-Xavier init and train with He init; Xavier halves the signal variance per layer."""
+Xavier init at every rate of the grid and train with He init at its best rate; Xavier halves
+the signal variance per layer."""
 import pytest
 from _study_helpers import run_and_draw, verdicts
 
-from studies.analysis.findings.common import runs_with
+from studies.analysis.findings.common import at_best_rates, runs_with
 from studies.plots import current
 
 
@@ -30,7 +31,8 @@ def test_he_trains_the_30_layer_net_while_xavier_stays_at_the_start(study):
     assert abs(xavier["final_loss"] - xavier["initial_loss"]) < 0.02 * xavier["initial_loss"]
     assert he["final_loss"] < 0.6 * he["initial_loss"]
     assert he["final_loss"] < 0.6 * xavier["final_loss"]
-    assert not (study[0].runs["status"] == "diverged").any()
+    tuned, _ = at_best_rates(study[0], ("depth", "init"))
+    assert not (tuned.runs["status"] == "diverged").any()
 
 
 def test_both_inits_train_at_moderate_depth(study):
@@ -42,9 +44,17 @@ def test_both_inits_train_at_moderate_depth(study):
 def test_finding_he2015_reproduced(study):
     rows, verdict = verdicts("he2015", study[0])
     assert verdict == ["reproduced"] * 3
-    runs = runs_with(current(study[0]), ["depth", "init"])
+    tuned, best = at_best_rates(current(study[0]), ("depth", "init"))
+    for key in ((30, "he_normal"), (8, "he_normal"), (8, "xavier_normal")):
+        lr, grid, inside = best[key]
+        assert inside and len(grid) >= 5, (key, lr, grid)
+        assert f"lr {lr:g}" in rows[2 if key[0] == 8 else 1]["measured"]
+    runs = runs_with(tuned, ["depth", "init"])
     deep = runs[runs["depth"] == 30]
     he = deep[deep["init"] == "he_normal"]
-    xavier = deep[deep["init"] == "xavier_normal"]
     assert (he["end_loss"] < 0.6 * he["initial_loss"]).all()
+    # Xavier at 30 layers learns at no rate of the grid
+    every = runs_with(current(study[0]), ["depth", "init", "lr"])
+    xavier = every[(every["depth"] == 30) & (every["init"] == "xavier_normal")]
+    assert xavier["lr"].nunique() >= 5
     assert (xavier["end_loss"] > 0.95 * xavier["initial_loss"].clip(upper=2.3026)).all()

@@ -1,10 +1,11 @@
-"""The `losses` study (report sec. 3) at quick scale: MSE on saturated sigmoid outputs gets a
-vanishing output gradient and trains far slower than softmax cross-entropy."""
+"""The `losses` study (report sec. 3) at quick scale (MNIST-1D, every (objective, gain) at its
+own best rate of a 5-point grid): MSE on saturated sigmoid outputs gets a vanishing output
+gradient and trains far slower than softmax cross-entropy."""
 import numpy as np
 import pytest
 from _study_helpers import run_and_draw, verdicts
 
-from studies.analysis.findings.common import runs_with
+from studies.analysis.findings.common import at_best_rates, runs_with
 from studies.plots import current
 
 from studies.plots.losses import analytic_gradients
@@ -40,10 +41,10 @@ def test_cross_entropy_trains_faster_than_mse_on_saturated_outputs(study):
     curves = study[1]["loss_curves"].numbers
     saturated = curves["gain 2"]
     ce = saturated["cross_entropy+softmax"]["final_test_accuracy"]
-    assert ce > 0.85
+    assert ce > 0.3  # 3x chance on MNIST-1D's 10 classes
     assert ce > saturated["mse+sigmoid"]["final_test_accuracy"] + 0.1
-    # at the normal gain all three reach a useful accuracy
-    assert min(v["final_test_accuracy"] for v in curves["gain 1"].values()) > 0.8
+    # at the normal gain all three learn (4x chance)
+    assert min(v["final_test_accuracy"] for v in curves["gain 1"].values()) > 0.4
 
 
 def test_objective_runs_record_their_pairing(study):
@@ -67,7 +68,13 @@ def test_objective_key_pairs_loss_and_output_and_rejects_conflicts():
 def test_finding_cross_entropy_classifies_best(study):
     rows, verdict = verdicts("losses", study[0])
     assert verdict == ["reproduced"]
-    runs = runs_with(current(study[0]), ["objective", "gain"])
+    tuned, best = at_best_rates(current(study[0]), ("objective", "gain"))
+    assert all(len(grid) >= 5 for _, grid, _ in best.values())
+    runs = runs_with(tuned, ["objective", "gain"])
     acc = runs.groupby(["gain", "objective"])["end_test_accuracy"].mean()
     for gain in (1.0, 2.0):
         assert acc[gain].idxmax() == "cross_entropy+softmax"
+    # every objective that learns has its best rate strictly inside the grid; MSE on the
+    # saturated sigmoid outputs learns at none, and the finding says so
+    assert "mse+sigmoid gain 2 learns at no rate" in rows[0]["measured"]
+    assert all(inside for key, (_, _, inside) in best.items() if key != ("mse+sigmoid", 2.0))

@@ -189,11 +189,22 @@ def glorot2010(results):
     return out
 
 
+def _he_name(key):
+    depth, init = key
+    return f"{depth} layers {'He' if init == 'he_normal' else 'Xavier'}"
+
+
 @finding("he2015")
 def he2015(results):
+    """Signal variance at init; at the deepest depth Xavier learns at no rate of the grid while
+    He trains at its best rate; at the shallowest both converge, each at its best rate."""
+    full = results
+    everything = runs_with(full, ["depth", "init", "lr"])
+    results, best = at_best_rates(full, ("depth", "init"))
     runs = runs_with(results, ["depth", "init"])
     lay = at_step(results.layers).merge(runs[["run_id", "depth", "init"]], on="run_id")
     deep, shallow = runs["depth"].max(), runs["depth"].min()
+    tuning = any(len(b[1]) > 1 for b in best.values())
     ratio = {}
     for init in ("xavier_normal", "he_normal"):
         per = []
@@ -208,22 +219,37 @@ def he2015(results):
                f"{deep}): Xavier 0.5 +- 0.08, He 1 +- 0.15",
                f"Xavier {band(ratio['xavier_normal'])}, He {band(ratio['he_normal'])}", checks)]
     d = runs[runs["depth"] == deep]
-    x = d[d["init"] == "xavier_normal"]
     h = d[d["init"] == "he_normal"]
-    xs = ["stalled" in _labels(results, r.run_id) for r in x.itertuples()]
+    x_all = everything[(everything["depth"] == deep) & (everything["init"] == "xavier_normal")]
+    xs = [r.status == "diverged" or "stalled" in _labels(full, r.run_id)
+          for r in x_all.itertuples()]
     hs = [r.end_loss < 0.6 * r.initial_loss for r in h.itertuples()]
+    he_key = (deep, "he_normal")
+    inside = inside_checks({he_key: best[he_key]}) if tuning and he_key in best else []
+    grid = best[he_key][1] if he_key in best else []
+    x_text = f"Xavier {band(x_all.end_loss / x_all.initial_loss)}"
+    if len(grid) > 1:
+        x_text += f" over every rate ({grid[0]:g}-{grid[-1]:g})"
+    h_text = f"He {band(h.end_loss / h.initial_loss)}"
+    if tuning and he_key in best:
+        h_text += f" at its best rate: {rates_text({he_key: best[he_key]}, _he_name)}"
     out.append(row("he2015", f"at depth {deep} Xavier stalls while He trains", "He et al. 2015",
-                   "every Xavier run labelled stalled (loss within 5% of min(initial, ln 10)"
-                   " or chance accuracy); every He run ends below 0.6x its start",
-                   f"end/initial loss: Xavier {band(x.end_loss / x.initial_loss)}, He "
-                   f"{band(h.end_loss / h.initial_loss)}", xs + hs))
+                   "every Xavier run at every rate of the grid labelled stalled (loss within 5% "
+                   "of min(initial, ln 10) or chance accuracy) or diverged; every He run at its "
+                   "best rate (strictly inside the grid) ends below 0.6x its start",
+                   f"end/initial loss: {x_text}; {h_text}", xs + hs + inside))
     s = runs[runs["depth"] == shallow]
     drops = {i: (1 - s[s["init"] == i].end_loss / s[s["init"] == i].initial_loss).to_numpy()
              for i in ("xavier_normal", "he_normal")}
+    keys = [k for k in best if k[0] == shallow]
+    rates = f"; each at its best rate: {rates_text({k: best[k] for k in keys}, _he_name)}" \
+        if tuning else ""
     out.append(row("he2015", f"at depth {shallow} both inits converge", "He et al. 2015",
-                   "relative loss drop above 0.5 for both inits on every seed",
-                   f"Xavier {band(drops['xavier_normal'])}, He {band(drops['he_normal'])}",
-                   [bool(v.size) and v.min() > 0.5 for v in drops.values()]))
+                   "relative loss drop above 0.5 for both inits on every seed, each at its own "
+                   "best rate (strictly inside the grid)",
+                   f"Xavier {band(drops['xavier_normal'])}, He {band(drops['he_normal'])}" + rates,
+                   [bool(v.size) and v.min() > 0.5 for v in drops.values()]
+                   + (inside_checks({k: best[k] for k in keys}) if tuning else [])))
     return out
 
 

@@ -57,9 +57,28 @@ def activations(results):
     return out
 
 
+NEVER_LEARNS = 0.2  # test accuracy below twice chance (10 classes) at every rate: no learning
+
+
+def _tuned_text(best, names, never=()):
+    """rates_text of the methods that learn, and which learn at no rate of the grid."""
+    tuned = {k: b for k, b in best.items() if k not in never}
+    parts = [rates_text(tuned, names)] if tuned else []
+    parts += [f"{names(k)} learns at no rate of {best[k][1][0]:g}-{best[k][1][-1]:g}"
+              for k in never]
+    return "; ".join(parts)
+
+
 @finding("losses")
 def losses(results):
+    """Cross-entropy against each MSE objective, every (objective, gain) at its own best rate."""
+    everything = runs_with(results, ["objective", "gain", "lr"])
+    results, best = at_best_rates(results, ("objective", "gain"))
     runs = runs_with(results, ["objective", "gain"])
+    never = [k for k in best if (everything.loc[(everything["objective"] == k[0])
+                                                & (everything["gain"] == k[1]),
+                                                "end_test_accuracy"] < NEVER_LEARNS).all()]
+    tuning = any(len(b[1]) > 1 for b in best.values())
     ce = "cross_entropy+softmax"
     checks, parts = [], []
     for gain in sorted(runs["gain"].unique()):
@@ -69,9 +88,16 @@ def losses(results):
             continue
         checks += [np.mean(acc[ce]) > np.mean(v) for o, v in acc.items() if o != ce]
         parts.append(f"gain {gain:g}: " + ", ".join(f"{o} {band(v)}" for o, v in acc.items()))
+    rates = ""
+    if tuning:
+        checks += inside_checks({k: b for k, b in best.items() if k not in never})
+        rates = "; each at its best rate: " + _tuned_text(
+            best, lambda k: f"{k[0]} gain {k[1]:g}", never)
     return [row("losses", "softmax cross-entropy classifies better than MSE",
                 "report sec. 3.2", "test accuracy (mean over seeds) of cross-entropy above each "
-                "MSE objective at every init gain", "; ".join(parts), checks)]
+                "MSE objective at every init gain, each (objective, gain) at its own best rate "
+                "(strictly inside the grid unless it learns at no rate)",
+                "; ".join(parts) + rates, checks)]
 
 
 def _loss_at(results, run_id, column, value):
@@ -80,10 +106,18 @@ def _loss_at(results, run_id, column, value):
     return float(np.interp(value, h[column], h["train_loss"])) if len(h) else math.nan
 
 
-@finding("gd_variants")
-def gd_variants(results):
+GD_NAMES = {0: "batch GD", 1: "SGD", 32: "mini-batch 32"}
+
+
+def gd_label(batch):
+    return GD_NAMES.get(int(batch), f"batch {int(batch)}")
+
+
+def gd_comparison(results):
+    """(epochs, steps, {batch: losses at `epochs` epochs}, {batch: final losses}) over seeds:
+    the common epoch count is the fewest any run reached (SGD's), read by linear interpolation
+    between records; the common step count is the last step every run reached."""
     runs = runs_with(results, ["batch_size"])
-    names = {0: "batch GD", 1: "SGD", 32: "mini-batch 32"}
     sizes = sorted(runs["batch_size"].unique(), key=lambda b: (b == 0, b))  # 1, 32, ..., 0
     h = results.history
     epochs = min(h[h["run_id"] == r]["epoch"].max() for r in runs["run_id"])
@@ -91,18 +125,33 @@ def gd_variants(results):
     per_epoch = {b: [_loss_at(results, r, "epoch", epochs)
                      for r in runs[runs["batch_size"] == b]["run_id"]] for b in sizes}
     per_step = {b: seed_values(runs, "end_loss", batch_size=b) for b in sizes}
-    label = lambda b: names.get(int(b), f"batch {int(b)}")  # noqa: E731
+    return float(epochs), int(steps), per_epoch, per_step
+
+
+@finding("gd_variants")
+def gd_variants(results):
+    """Per epoch and per step, every batch size at its own best rate."""
+    results, best = at_best_rates(results, ("batch_size",))
+    epochs, steps, per_epoch, per_step = gd_comparison(results)
+    sizes = list(per_epoch)
+    tuning = any(len(b[1]) > 1 for b in best.values())
+    inside = inside_checks(best) if tuning else []
+    rates = f"; each at its best rate: {rates_text(best, lambda k: gd_label(k[0]))}" \
+        if tuning else ""
     order = [np.mean(per_epoch[a]) < np.mean(per_epoch[b]) for a, b in zip(sizes, sizes[1:])]
     mini = [b for b in sizes if b not in (0, 1)]
     step_checks = [np.mean(per_step[m]) < np.mean(per_step[1]) for m in mini if 1 in per_step]
     return [row("gd_variants", "per epoch, smaller batches make more progress",
-                "report sec. 5.1", f"train loss at {epochs:.3g} epochs (linear between records): "
-                "SGD < mini-batch < batch GD", "; ".join(f"{label(b)} {band(per_epoch[b])}"
-                                                         for b in sizes), order),
+                "report sec. 5.1", f"train loss at {epochs:.3g} epochs (SGD's last record; "
+                "linear between records), each batch size at its own best rate (strictly inside "
+                "the grid): SGD < mini-batch < batch GD",
+                "; ".join(f"{gd_label(b)} {band(per_epoch[b])}" for b in sizes) + rates,
+                order + inside),
             row("gd_variants", "per step, mini-batches beat single-sample SGD",
-                "report sec. 5.1", f"train loss after {int(steps)} steps: each mini-batch "
-                "below SGD", "; ".join(f"{label(b)} {band(per_step[b])}" for b in sizes),
-                step_checks)]
+                "report sec. 5.1", f"train loss after {steps} steps, each at its own best "
+                "rate: each mini-batch below SGD",
+                "; ".join(f"{gd_label(b)} {band(per_step[b])}" for b in sizes) + rates,
+                step_checks + inside)]
 
 
 def _best_rates(runs, group):
@@ -170,13 +219,33 @@ def learning_rate(results):
                 "decay ends below constant", "; ".join(rescue_parts) + note, rescue)]
 
 
+def highest_learning_rate(runs, **where):
+    """The largest rate of the grid at which every seed completed and ended below its initial
+    loss (NaN if none)."""
+    mask = np.ones(len(runs), bool)
+    for key, value in where.items():
+        mask &= (runs[key] == value).to_numpy()
+    ok = [lr for lr, g in runs[mask].groupby("lr")
+          if ((g["status"] == "completed") & (g["end_loss"] < g["initial_loss"])).all()]
+    return max(ok) if ok else math.nan
+
+
+def bn_names(key):
+    return "BN" if key[0] else "plain"
+
+
 @finding("batchnorm")
 def batchnorm(results):
+    """Both nets each at its own best rate: accuracy early and at the end, and the drift of one
+    unit's input; and the largest rate of the grid at which each still learns."""
+    everything = runs_with(results, ["batchnorm", "lr"])
+    results, best = at_best_rates(results, ("batchnorm",))
+    tuning = any(len(b[1]) > 1 for b in best.values())
+    inside = inside_checks(best) if tuning else []
+    rates = f"; each at its best rate: {rates_text(best, bn_names)}" if tuning else ""
     runs = runs_with(results, ["batchnorm"])
     h = results.history[results.history["test_accuracy"].notna()]
-    early_step = sorted(h["step"].unique())[1] if h["step"].nunique() > 1 else 0
-    early = h[h["step"] == early_step].set_index("run_id")["test_accuracy"]
-    runs["early"] = runs["run_id"].map(early)
+    runs["early"] = runs["run_id"].map(h[h["step"] > 0].groupby("run_id")["test_accuracy"].mean())
     lay = results.layers
     unit = lay[lay["layer"] == lay["layer"].max() - 1].dropna(subset=["unit0_p50"])
     drift = {}
@@ -189,19 +258,33 @@ def batchnorm(results):
     checks = [np.min(seed_values(runs, "early", **on)) > np.max(seed_values(runs, "early", **off)),
               np.min(seed_values(runs, "end_test_accuracy", **on))
               > np.max(seed_values(runs, "end_test_accuracy", **off))]
-    return [row("batchnorm", "with batch norm test accuracy rises faster", "Ioffe & Szegedy 2015",
-                f"test accuracy at step {early_step} and at the end: with BN above without on "
-                "every seed", f"step {early_step}: BN {band(seed_values(runs, 'early', **on))}, "
-                f"plain {band(seed_values(runs, 'early', **off))}; end: BN "
-                f"{band(seed_values(runs, 'end_test_accuracy', **on))}, plain "
-                f"{band(seed_values(runs, 'end_test_accuracy', **off))}", checks),
-            row("batchnorm", "with batch norm a unit's input distribution stays stable",
-                "Ioffe & Szegedy 2015", "largest move of unit 0's 15/50/85th input percentiles "
-                "(last hidden layer) over training, in units of its initial 15-85 spread: BN "
-                "below plain on every seed", f"BN {band(seed_values(runs, 'drift', **on))}, "
-                f"plain {band(seed_values(runs, 'drift', **off))}",
-                [np.max(seed_values(runs, "drift", **on))
-                 < np.min(seed_values(runs, "drift", **off))])]
+    out = [row("batchnorm", "with batch norm test accuracy rises faster", "Ioffe & Szegedy 2015",
+               "mean test accuracy over the records after step 0 (how fast it rises) and at "
+               "the end, each net at its own best rate (strictly inside the grid): with BN "
+               "above without on every seed",
+               f"mean over training: BN {band(seed_values(runs, 'early', **on))}, "
+               f"plain {band(seed_values(runs, 'early', **off))}; end: BN "
+               f"{band(seed_values(runs, 'end_test_accuracy', **on))}, plain "
+               f"{band(seed_values(runs, 'end_test_accuracy', **off))}" + rates,
+               checks + inside),
+           row("batchnorm", "with batch norm a unit's input distribution stays stable",
+               "Ioffe & Szegedy 2015", "largest move of unit 0's 15/50/85th input percentiles "
+               "(last hidden layer) over training, in units of its initial 15-85 spread, each "
+               "net at its own best rate: BN below plain on every seed",
+               f"BN {band(seed_values(runs, 'drift', **on))}, "
+               f"plain {band(seed_values(runs, 'drift', **off))}" + rates,
+               [np.max(seed_values(runs, "drift", **on))
+                < np.min(seed_values(runs, "drift", **off))])]
+    if tuning:
+        top = {bn: highest_learning_rate(everything, batchnorm=bn) for bn in (True, False)}
+        grid = best[(True,)][1] if (True,) in best else []
+        out.append(row("batchnorm", "batch norm allows higher learning rates",
+                       "Ioffe & Szegedy 2015", "largest rate of the grid at which every seed "
+                       "completes and ends below its initial train loss: BN above plain",
+                       f"BN {top[True]:g}, plain {top[False]:g} (grid "
+                       f"{', '.join(f'{g:g}' for g in grid)})",
+                       [top[True] > top[False]]))
+    return out
 
 
 @finding("mnist1d")

@@ -245,3 +245,56 @@ def test_vanishing_on_a_rate_grid_judges_each_net_at_its_own_rate():
     assert "relu/he_normal/2 lr 0.1" in rows[1]["measured"]
     learns = findings_for("vanishing", _vanishing_store(sigmoid_learns_at=1.0))
     assert learns[1]["verdict"] == "partly"  # the deep sigmoid net learns at lr 1
+
+
+def _gd_store(sgd_best, rows=100):
+    """A gd_variants store: batch sizes 1, 32 and 0 (batch GD) on a 5-point rate grid, 2 seeds,
+    100 steps; each run's final loss is its size's best loss times a factor of the rate (SGD's
+    best at 0.03, the others' at 0.3)."""
+    grid = (0.01, 0.03, 0.1, 0.3, 1.0)
+    factors = {1: (3.0, 1.0, 2.0, 4.0, 8.0), 32: (9.0, 5.0, 3.0, 1.0, 2.0),
+               0: (9.0, 5.0, 3.0, 1.0, 2.0)}
+    best = {1: sgd_best, 32: 0.01, 0: 0.02}
+    runs, hist = [], []
+    for batch in (1, 32, 0):
+        steps_per_epoch = 1 if batch == 0 else rows // batch
+        for lr, factor in zip(grid, factors[batch]):
+            for seed in (0, 1):
+                run_id = f"{batch}-{lr}-{seed}"
+                runs.append({"run_id": run_id, "batch_size": batch, "lr": lr, "seed": seed,
+                             "status": "completed", "final_train_accuracy": 0.5})
+                hist += [{"run_id": run_id, "step": 0, "epoch": 0.0, "train_loss": 2.3,
+                          "test_accuracy": 0.1},
+                         {"run_id": run_id, "step": 100, "epoch": 100 / steps_per_epoch,
+                          "train_loss": best[batch] * factor * (1 + 0.1 * seed),
+                          "test_accuracy": 0.5}]
+    return Results(runs=pd.DataFrame(runs), history=pd.DataFrame(hist),
+                   layers=pd.DataFrame(), manifest={})
+
+
+def test_gd_variants_verdict_follows_the_stored_numbers():
+    good = findings_for("gd_variants", _gd_store(sgd_best=0.5))
+    assert [r["verdict"] for r in good] == ["reproduced", "reproduced"]
+    assert "SGD lr 0.03" in good[0]["measured"] and "batch GD lr 0.3" in good[0]["measured"]
+    assert "SGD 0.525 [0.5, 0.55]" in good[0]["measured"]  # at 1 epoch, SGD's best rate
+    # SGD's loss above the start at every rate: per epoch it falls behind mini-batch (partly:
+    # mini-batch still beats batch GD); per step mini-batch still beats it
+    bad = findings_for("gd_variants", _gd_store(sgd_best=5.0))
+    assert [r["verdict"] for r in bad] == ["partly", "reproduced"]
+
+
+def test_highest_learning_rate_needs_every_seed_to_learn():
+    from studies.analysis.findings.training import highest_learning_rate
+    runs = pd.DataFrame([
+        {"batchnorm": bn, "lr": lr, "seed": seed, "status": status, "initial_loss": 2.3,
+         "end_loss": end}
+        for bn, lr, seed, status, end in [
+            (True, 1.0, 0, "completed", 1.0), (True, 1.0, 1, "completed", 1.1),
+            (True, 3.0, 0, "completed", 1.2), (True, 3.0, 1, "diverged", np.inf),
+            (False, 1.0, 0, "completed", 1.5), (False, 1.0, 1, "completed", 1.6),
+            (False, 3.0, 0, "completed", 2.4), (False, 3.0, 1, "completed", 2.0)]])
+    assert highest_learning_rate(runs, batchnorm=True) == 1.0   # one seed diverged at 3
+    assert highest_learning_rate(runs, batchnorm=False) == 1.0  # one seed above its start at 3
+    runs.loc[(~runs["batchnorm"]) & (runs["lr"] == 3.0), "end_loss"] = 2.0
+    assert highest_learning_rate(runs, batchnorm=False) == 3.0
+    assert np.isnan(highest_learning_rate(runs[runs["lr"] > 5], batchnorm=True))
