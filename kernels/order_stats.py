@@ -9,8 +9,10 @@ k-th value is found digit by digit from the top:
    so the buckets are in the order of the values, eighths of an octave for any dtype) and
    counts them (four interleaved tallies, so a run of one bucket, such as ReLU zeros, does not
    wait on itself);
-2. one branch-free pass keeps the keys of the buckets that hold a wanted rank, then places them
-   bucket by bucket;
+2. one pass keeps the keys of the buckets that hold a wanted rank, bucket by bucket (a rank in
+   a bucket of only +0.0 or only -0.0, as ReLU zeros, is answered from the counts of the first
+   pass and keeps nothing); when those keys are many, the pass is branch-free and they are
+   placed by bucket afterwards;
 3. each rank narrows its own bucket (`_kth_key`): the DIGIT-bit digit that ends at the highest
    bit on which the bucket's keys still differ is counted, and only the keys of the rank's
    digit are kept; a rank right after the previous one in the same bucket is found from it by
@@ -36,6 +38,9 @@ BUCKETS = 1 << BUCKET_BITS
 BUCKET_SHIFT = np.uint32(32 - BUCKET_BITS)
 SIGN32 = np.uint32(1 << 31)
 NO_KEY = np.uint64(0xFFFFFFFFFFFFFFFF)
+POSITIVE_ZERO = SIGN                          # the keys of +0.0 and -0.0
+NEGATIVE_ZERO = np.uint64(0x7FFFFFFFFFFFFFFF)
+SPARSE_BELOW = 8            # kept keys under 1/8 of the entries: gathered by a branch
 
 
 @intrinsic
@@ -79,12 +84,15 @@ def _bucket(v):
 @kernel
 def _histogram(values, bucket_of, counts):
     """bucket_of[i] = _bucket(values[i]); counts[b] = entries in bucket b; returns the number
-    of NaN entries."""
+    of NaN, +0.0 and -0.0 entries."""
     n = values.shape[0]
-    n_nan = 0
+    n_nan, positive_zeros, negative_zeros = 0, 0, 0
     for i in range(n):
         v = values[i]
         n_nan += v != v
+        key = _key(float(v))
+        positive_zeros += key == POSITIVE_ZERO
+        negative_zeros += key == NEGATIVE_ZERO
         bucket_of[i] = _bucket(v)
     tally = np.zeros(4 * BUCKETS, np.int32)
     end = n - n % 4
@@ -98,7 +106,7 @@ def _histogram(values, bucket_of, counts):
     for b in range(BUCKETS):
         counts[b] = tally[b] + tally[BUCKETS + b] + tally[2 * BUCKETS + b] \
             + tally[3 * BUCKETS + b]
-    return n_nan
+    return n_nan, positive_zeros, negative_zeros
 
 
 @kernel
@@ -109,7 +117,8 @@ def order_statistics(values, ranks):
     out = np.empty(ranks.shape[0], np.float64)
     counts = np.empty(BUCKETS, np.int64)
     bucket_of = np.empty(n, np.uint16)
-    if _histogram(values, bucket_of, counts):
+    n_nan, positive_zeros, negative_zeros = _histogram(values, bucket_of, counts)
+    if n_nan:
         out[:] = np.nan
         return out
     start = np.empty(BUCKETS + 1, np.int64)
@@ -118,30 +127,46 @@ def order_statistics(values, ranks):
         start[b + 1] = start[b] + counts[b]
     want = np.zeros(BUCKETS, np.uint8)
     bucket = np.empty(ranks.shape[0], np.int64)
+    solved = np.zeros(ranks.shape[0], np.bool_)
     for r in range(ranks.shape[0]):
-        bucket[r] = np.searchsorted(start, ranks[r], side="right") - 1
-        want[bucket[r]] = 1
+        b = np.searchsorted(start, ranks[r], side="right") - 1
+        bucket[r] = b
+        if b == _bucket(0.0) and counts[b] == positive_zeros:  # only +0.0 there (ReLU)
+            out[r], solved[r] = 0.0, True
+        elif b == _bucket(-0.0) and counts[b] == negative_zeros:
+            out[r], solved[r] = -0.0, True
+        else:
+            want[b] = 1
     end = np.zeros(BUCKETS, np.int64)  # where each wanted bucket's keys go, then end
     kept = 0
     for b in range(BUCKETS):
         if want[b]:
             end[b] = kept
             kept += counts[b]
-    keys = np.empty(kept + 1, np.uint64)   # the wanted keys in row order (slot `kept`: spill)
-    of = np.empty(kept + 1, np.uint16)
-    m = 0
-    for i in range(n):  # branch-free: a mispredicted branch per key would double the cost
-        b = bucket_of[i]
-        keys[m] = _key(float(values[i]))
-        of[m] = b
-        m += want[b]
     placed = np.empty(kept, np.uint64)
-    for j in range(kept):
-        b = of[j]
-        placed[end[b]] = keys[j]
-        end[b] += 1
+    if kept * SPARSE_BELOW < n:  # few kept: a rarely taken branch costs less than a copy
+        for i in range(n):
+            b = bucket_of[i]
+            if want[b]:
+                placed[end[b]] = _key(float(values[i]))
+                end[b] += 1
+    else:
+        keys = np.empty(kept + 1, np.uint64)   # the kept keys in row order (slot kept: spill)
+        of = np.empty(kept + 1, np.uint16)
+        m = 0
+        for i in range(n):  # branch-free: a mispredicted branch per key would double the cost
+            b = bucket_of[i]
+            keys[m] = _key(float(values[i]))
+            of[m] = b
+            m += want[b]
+        for j in range(kept):
+            b = of[j]
+            placed[end[b]] = keys[j]
+            end[b] += 1
     key = NO_KEY
     for r in range(ranks.shape[0]):
+        if solved[r]:
+            continue
         b = bucket[r]
         segment = placed[end[b] - counts[b]:end[b]]
         k = ranks[r] - start[b]

@@ -7,6 +7,7 @@ is dropped so every step has the same batch size). A run that turns non-finite, 
 running mean over about SMOOTHING_ROWS rows) exceeds the divergence factor times its initial
 loss, stops early and is summarized as diverged with its history.
 """
+import math
 import traceback
 
 import numpy as np
@@ -14,8 +15,8 @@ import numpy as np
 from kernels.layout import DIVERGENCE_CAUSES
 from kernels.validation import check_targets
 
-from studies.analysis.labels import LABELS, diverged_now, format_labels, label_columns, \
-    layer_label_text
+from studies.analysis.labels import LABELS, Thresholds, diverged_now, format_labels, \
+    label_columns, layer_label_text
 from studies.analysis.metrics import EVALUATION_CHUNK, evaluation_outputs, layer_columns, \
     new_active, output_scores, workspace_layer_columns
 from studies.run.curvature_log import CurvatureLog
@@ -176,15 +177,36 @@ def _first_divergent(losses, initial_loss, thresholds, recent, window):
     """Index of the first step that counts as divergence, or -1: a non-finite loss at once, or
     a running mean over the last `window` steps (about SMOOTHING_ROWS rows, so single-sample
     SGD noise is not mistaken for divergence) above the factor times the initial loss.
-    `recent` carries the window across chunks."""
-    for i, value in enumerate(losses):
-        value = float(value)
+    `recent` carries the window across chunks. A window of one step is tested as one vector;
+    a short one (< 8 entries) sums in order, which is np.mean's sum there, bit for bit."""
+    values = np.asarray(losses, np.float64)
+    if window == 1 and len(values):
+        bar = _divergence_bar(initial_loss, thresholds)
+        with np.errstate(invalid="ignore"):
+            bad = np.flatnonzero(~np.isfinite(values) | (values > bar))
+        recent[:] = [float(values[bad[0] if bad.size else -1])]
+        return int(bad[0]) if bad.size else -1
+    for i, value in enumerate(values.tolist()):
         recent.append(value)
         del recent[:-window]
-        if not np.isfinite(value) or diverged_now(float(np.mean(recent)), initial_loss,
-                                                  thresholds):
+        if len(recent) < 8:
+            total = 0.0
+            for v in recent:
+                total += v
+            mean = total / len(recent)
+        else:
+            mean = float(np.mean(recent))
+        if not math.isfinite(value) or diverged_now(mean, initial_loss, thresholds):
             return i
     return -1
+
+
+def _divergence_bar(initial_loss, thresholds):
+    """The loss above which diverged_now fires for a finite loss (inf: never)."""
+    initial = float(initial_loss)
+    if math.isfinite(initial) and initial > 0:
+        return (thresholds or Thresholds()).divergence_factor * initial
+    return math.inf
 
 
 def _history_row(step, epoch, rec, row, evals, n_steps, status):
