@@ -28,8 +28,8 @@ from studies.run.record import RunLog, chunk_order, evaluate, failed_payload, pa
     targets_of
 
 __all__ = ["chunk_order", "evaluate", "dataset_for", "build_run", "training_data", "group_key",
-           "build_engine", "warm_up", "measuring", "train_group", "train_run", "execute_group", "execute",
-           "config_json"]
+           "build_engine", "warm_up", "measuring", "train_group", "train_run", "execute_group",
+           "execute", "config_json"]
 
 
 def group_key(config):
