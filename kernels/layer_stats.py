@@ -25,7 +25,7 @@ References: `layer_summaries_reference`, `evaluation_rows_reference` (NumPy).
 """
 import numpy as np
 
-from ._jit import kernel, kernel_exact_order
+from ._jit import kernel, kernel_exact_order, kernel_inline
 from .activations import SIGMOID, TANH
 from .order_stats import order_statistics
 from .step import _pre_activation, predict_rows
@@ -49,39 +49,52 @@ BUFFER = 8192            # NumPy's cast buffer (np.getbufsize()): a float32 sum 
 BLOCK = 128              # NumPy's pairwise-sum block
 
 
+@kernel_inline
+def _term(v, i, centre, squared):
+    """Entry i of v in float64, or its squared deviation (v_i - centre)^2 with `squared` (no
+    fused multiply-add: the square is rounded before it is summed, as NumPy's std does)."""
+    x = float(v[i])
+    if squared:
+        d = x - centre
+        return d * d
+    return x
+
+
 @kernel_exact_order
-def _block_sum(v, lo, n):
-    """NumPy's sum of a block of n <= BLOCK entries: in order below 8, else 8 lanes."""
+def _block_sum(v, lo, n, centre, squared):
+    """NumPy's sum of a block of n <= BLOCK terms: in order below 8, else 8 lanes."""
     if n < 8:
         res = 0.0
         for i in range(lo, lo + n):
-            res += v[i]
+            res += _term(v, i, centre, squared)
         return res
-    r0, r1, r2, r3 = v[lo], v[lo + 1], v[lo + 2], v[lo + 3]
-    r4, r5, r6, r7 = v[lo + 4], v[lo + 5], v[lo + 6], v[lo + 7]
+    r0, r1 = _term(v, lo, centre, squared), _term(v, lo + 1, centre, squared)
+    r2, r3 = _term(v, lo + 2, centre, squared), _term(v, lo + 3, centre, squared)
+    r4, r5 = _term(v, lo + 4, centre, squared), _term(v, lo + 5, centre, squared)
+    r6, r7 = _term(v, lo + 6, centre, squared), _term(v, lo + 7, centre, squared)
     end = n - n % 8
     for i in range(8, end, 8):
-        r0 += v[lo + i]
-        r1 += v[lo + i + 1]
-        r2 += v[lo + i + 2]
-        r3 += v[lo + i + 3]
-        r4 += v[lo + i + 4]
-        r5 += v[lo + i + 5]
-        r6 += v[lo + i + 6]
-        r7 += v[lo + i + 7]
+        r0 += _term(v, lo + i, centre, squared)
+        r1 += _term(v, lo + i + 1, centre, squared)
+        r2 += _term(v, lo + i + 2, centre, squared)
+        r3 += _term(v, lo + i + 3, centre, squared)
+        r4 += _term(v, lo + i + 4, centre, squared)
+        r5 += _term(v, lo + i + 5, centre, squared)
+        r6 += _term(v, lo + i + 6, centre, squared)
+        r7 += _term(v, lo + i + 7, centre, squared)
     res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
     for i in range(end, n):
-        res += v[lo + i]
+        res += _term(v, lo + i, centre, squared)
     return res
 
 
 @kernel_exact_order
-def _pairwise(v, lo, n):
-    """NumPy's pairwise sum of v[lo:lo + n] (float64): blocks of up to BLOCK entries, and
-    above that (left half, at a multiple of 8) + (right half), walked with an explicit stack
-    (phase 0: split or sum a block; 1: left half summed; 2: both summed)."""
+def _pairwise(v, lo, n, centre, squared):
+    """NumPy's pairwise sum of the terms lo..lo + n of v (_term): blocks of up to BLOCK terms,
+    and above that (left half, at a multiple of 8) + (right half), walked with an explicit
+    stack (phase 0: split or sum a block; 1: left half summed; 2: both summed)."""
     if n <= BLOCK:
-        return _block_sum(v, lo, n)
+        return _block_sum(v, lo, n, centre, squared)
     starts = np.empty(64, np.int64)
     sizes = np.empty(64, np.int64)
     phase = np.zeros(64, np.int64)
@@ -93,7 +106,7 @@ def _pairwise(v, lo, n):
         half = m // 2
         half -= half % 8
         if phase[top] == 0 and m <= BLOCK:
-            ret = _block_sum(v, starts[top], m)
+            ret = _block_sum(v, starts[top], m, centre, squared)
             top -= 1
         elif phase[top] == 0:
             phase[top] = 1
@@ -130,23 +143,20 @@ def _percentiles_into(values, qs, out, at):
 
 
 @kernel_exact_order
-def _summary_into(values, scratch, out, at):
+def _summary_into(values, out, at):
     """mean, std (as NumPy's, in float64) and PERCENTILES of the entries of values into
-    out[at:at + N_STATS]; scratch: float64, at least len(values) long."""
+    out[at:at + N_STATS]. The mean sums float32 entries cast in buffers of BUFFER (NumPy's
+    float64 sum of a float32 array) and float64 ones in one pairwise sum; the variance sums the
+    float64 squared deviations in one pairwise sum. Terms are cast as they are summed, so no
+    copy is made."""
     n = values.shape[0]
     chunk = n if values.itemsize == 8 else BUFFER  # float64 entries are summed uncast
     total = 0.0
     for lo in range(0, n, chunk):
-        hi = min(n, lo + chunk)
-        for i in range(lo, hi):
-            scratch[i] = float(values[i])
-        total += _pairwise(scratch, lo, hi - lo)
+        total += _pairwise(values, lo, min(n, lo + chunk) - lo, 0.0, False)
     mean = total / n
-    for i in range(n):
-        d = scratch[i] - mean
-        scratch[i] = d * d
     out[at] = mean
-    out[at + 1] = np.sqrt(_pairwise(scratch, 0, n) / n)
+    out[at + 1] = np.sqrt(_pairwise(values, 0, n, mean, True) / n)
     _percentiles_into(values, np.array(PERCENTILES), out, at + 2)
 
 
@@ -176,14 +186,13 @@ def _flat(buf, net, work, layer, n):
 def layer_summaries(net, work, n, backward, out):
     """out[l, :] = the SUMMARY_COLUMNS of layer l over the first n rows of the workspace."""
     out[:] = np.nan
-    scratch = np.empty(n * net.sizes[1:].max(), np.float64)
     for layer in range(net.sizes.shape[0] - 1):
         row = out[layer]
-        _summary_into(_flat(work.z, net, work, layer, n), scratch, row, 0)
+        _summary_into(_flat(work.z, net, work, layer, n), row, 0)
         if net.bn[layer]:
-            _summary_into(_flat(work.h, net, work, layer, n), scratch, row, N_STATS)
+            _summary_into(_flat(work.h, net, work, layer, n), row, N_STATS)
         a = _flat(work.a, net, work, layer, n)
-        _summary_into(a, scratch, row, 2 * N_STATS)
+        _summary_into(a, row, 2 * N_STATS)
         h = _pre_activation(net, work, layer, n)
         unit0 = np.empty(n, h.dtype)
         for r in range(n):
@@ -192,7 +201,7 @@ def layer_summaries(net, work, n, backward, out):
         row[SATURATED_AT] = _saturated(a, net.act_code[layer])
         if backward:  # g = n dl/dz in the buffer's dtype: the per-sample gradient
             g = _flat(work.dz, net, work, layer, n) * work.dz.dtype.type(n)
-            _summary_into(g, scratch, row, GRADIENT_AT)
+            _summary_into(g, row, GRADIENT_AT)
             _percentiles_into(g, np.array((GRADIENT_LOW,)), row, GRADIENT_AT + N_STATS)
 
 

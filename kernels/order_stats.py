@@ -3,15 +3,23 @@
 `order_statistics(values, ranks)` returns sorted(values)[ranks] exactly, by radix selection on
 the float64 bit pattern: key(v) = bits(v) with the sign bit set for v >= 0, all bits flipped
 for v < 0, is an unsigned integer in the order of the values (infinities included), so the
-k-th value is found digit by digit from the top, 11 bits at a time:
-1. one pass counts the keys by their top digit (sign and exponent) and gathers the buckets that
-   hold a wanted rank;
-2. each rank then narrows its own bucket: the digit that ends at the highest bit on which the
-   bucket's keys still differ is counted, and only the keys of the rank's digit are kept.
-Every level costs three passes over what is left and removes at least one bit of difference,
-whatever the distribution (values spread over decades, heavy ties, saturated ends); a bucket of
-equal keys (ReLU zeros) ends at once. Any NaN gives NaN for every rank (a sort puts NaN last,
-and percentiles of it are NaN).
+k-th value is found digit by digit from the top:
+1. one pass sorts every entry into one of BUCKETS buckets by the top BUCKET_BITS bits of the
+   same key of its float32 rounding (sign, exponent, top mantissa bits: rounding is monotone,
+   so the buckets are in the order of the values, eighths of an octave for any dtype) and
+   counts them (four interleaved tallies, so a run of one bucket, such as ReLU zeros, does not
+   wait on itself);
+2. one pass keeps the keys of the buckets that hold a wanted rank, bucket by bucket (a rank in
+   a bucket of only +0.0 or only -0.0, as ReLU zeros, is answered from the counts of the first
+   pass and keeps nothing); when those keys are many, the pass is branch-free and they are
+   placed by bucket afterwards;
+3. each rank narrows its own bucket (`_kth_key`): the DIGIT-bit digit that ends at the highest
+   bit on which the bucket's keys still differ is counted, and only the keys of the rank's
+   digit are kept; a rank right after the previous one in the same bucket is found from it by
+   two vector passes (`_next_key`), as percentiles ask for neighbouring order statistics.
+Every level removes at least one bit of difference, whatever the distribution (values spread
+over decades, heavy ties, saturated ends); a bucket of equal keys (ReLU zeros) ends at once.
+Any NaN gives NaN for every rank (a sort puts NaN last, and percentiles of it are NaN).
 Reference: `order_statistics_reference` (np.sort).
 """
 import numpy as np
@@ -23,9 +31,16 @@ from ._jit import kernel, kernel_inline
 from .vecmath import _float64_from_bits
 
 DIGIT = 11
-TOP_SHIFT = 64 - DIGIT      # the first digit: sign and exponent bits
 SIGN = np.uint64(1 << 63)
 SORT_BELOW = 32             # a segment this small is sorted instead
+BUCKET_BITS = 12            # first level: sign, 8 exponent and 3 mantissa bits of float32
+BUCKETS = 1 << BUCKET_BITS
+BUCKET_SHIFT = np.uint32(32 - BUCKET_BITS)
+SIGN32 = np.uint32(1 << 31)
+NO_KEY = np.uint64(0xFFFFFFFFFFFFFFFF)
+POSITIVE_ZERO = SIGN                          # the keys of +0.0 and -0.0
+NEGATIVE_ZERO = np.uint64(0x7FFFFFFFFFFFFFFF)
+SPARSE_BELOW = 8            # kept keys under 1/8 of the entries: gathered by a branch
 
 
 @intrinsic
@@ -34,6 +49,14 @@ def _float64_bits(typingctx, x):
     def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], ir.IntType(64))
     return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _float32_bits(typingctx, x):
+    """The int32 bit pattern of the float32 x."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+    return types.int32(types.float32), codegen
 
 
 @kernel_inline
@@ -50,45 +73,123 @@ def _value(key):
     return _float64_from_bits(np.int64(u))
 
 
+@kernel_inline
+def _bucket(v):
+    """The first-level bucket of v: the top BUCKET_BITS bits of its float32 rounding's key
+    (non-decreasing in v)."""
+    u = np.uint32(_float32_bits(np.float32(v)))
+    return (~u if u & SIGN32 else u | SIGN32) >> BUCKET_SHIFT
+
+
+@kernel
+def _histogram(values, bucket_of, counts):
+    """bucket_of[i] = _bucket(values[i]); counts[b] = entries in bucket b; returns the number
+    of NaN, +0.0 and -0.0 entries."""
+    n = values.shape[0]
+    n_nan, positive_zeros, negative_zeros = 0, 0, 0
+    for i in range(n):
+        v = values[i]
+        n_nan += v != v
+        key = _key(float(v))
+        positive_zeros += key == POSITIVE_ZERO
+        negative_zeros += key == NEGATIVE_ZERO
+        bucket_of[i] = _bucket(v)
+    tally = np.zeros(4 * BUCKETS, np.int32)
+    end = n - n % 4
+    for i in range(0, end, 4):
+        tally[bucket_of[i]] += 1
+        tally[BUCKETS + bucket_of[i + 1]] += 1
+        tally[2 * BUCKETS + bucket_of[i + 2]] += 1
+        tally[3 * BUCKETS + bucket_of[i + 3]] += 1
+    for i in range(end, n):
+        tally[bucket_of[i]] += 1
+    for b in range(BUCKETS):
+        counts[b] = tally[b] + tally[BUCKETS + b] + tally[2 * BUCKETS + b] \
+            + tally[3 * BUCKETS + b]
+    return n_nan, positive_zeros, negative_zeros
+
+
 @kernel
 def order_statistics(values, ranks):
     """sorted(values)[ranks] (float64) for a 1-D array and int64 ranks in [0, n); NaN for every
     rank if any entry is NaN."""
     n = values.shape[0]
     out = np.empty(ranks.shape[0], np.float64)
-    keys = np.empty(n, np.uint64)
-    has_nan = False
-    for i in range(n):
-        v = float(values[i])
-        has_nan |= v != v
-        keys[i] = _key(v)
-    if has_nan:
+    counts = np.empty(BUCKETS, np.int64)
+    bucket_of = np.empty(n, np.uint16)
+    n_nan, positive_zeros, negative_zeros = _histogram(values, bucket_of, counts)
+    if n_nan:
         out[:] = np.nan
         return out
-    buckets = 1 << DIGIT
-    counts = np.zeros(buckets, np.int64)
-    for i in range(n):
-        counts[keys[i] >> TOP_SHIFT] += 1
-    start = np.zeros(buckets + 1, np.int64)
-    for b in range(buckets):
+    start = np.empty(BUCKETS + 1, np.int64)
+    start[0] = 0
+    for b in range(BUCKETS):
         start[b + 1] = start[b] + counts[b]
-    want = np.zeros(buckets, np.bool_)
+    want = np.zeros(BUCKETS, np.uint8)
     bucket = np.empty(ranks.shape[0], np.int64)
+    solved = np.zeros(ranks.shape[0], np.bool_)
     for r in range(ranks.shape[0]):
-        bucket[r] = np.searchsorted(start, ranks[r], side="right") - 1
-        want[bucket[r]] = True
-    gathered = np.empty(n + 1, np.uint64)  # slot n takes the keys of unwanted buckets
-    fill = start.copy()
-    for i in range(n):  # branch-free: a mispredicted branch per key would double the cost
-        b = keys[i] >> TOP_SHIFT
-        keep = want[b]
-        gathered[fill[b] if keep else n] = keys[i]
-        fill[b] += keep
+        b = np.searchsorted(start, ranks[r], side="right") - 1
+        bucket[r] = b
+        if b == _bucket(0.0) and counts[b] == positive_zeros:  # only +0.0 there (ReLU)
+            out[r], solved[r] = 0.0, True
+        elif b == _bucket(-0.0) and counts[b] == negative_zeros:
+            out[r], solved[r] = -0.0, True
+        else:
+            want[b] = 1
+    end = np.zeros(BUCKETS, np.int64)  # where each wanted bucket's keys go, then end
+    kept = 0
+    for b in range(BUCKETS):
+        if want[b]:
+            end[b] = kept
+            kept += counts[b]
+    placed = np.empty(kept, np.uint64)
+    if kept * SPARSE_BELOW < n:  # few kept: a rarely taken branch costs less than a copy
+        for i in range(n):
+            b = bucket_of[i]
+            if want[b]:
+                placed[end[b]] = _key(float(values[i]))
+                end[b] += 1
+    else:
+        keys = np.empty(kept + 1, np.uint64)   # the kept keys in row order (slot kept: spill)
+        of = np.empty(kept + 1, np.uint16)
+        m = 0
+        for i in range(n):  # branch-free: a mispredicted branch per key would double the cost
+            b = bucket_of[i]
+            keys[m] = _key(float(values[i]))
+            of[m] = b
+            m += want[b]
+        for j in range(kept):
+            b = of[j]
+            placed[end[b]] = keys[j]
+            end[b] += 1
+    key = NO_KEY
     for r in range(ranks.shape[0]):
+        if solved[r]:
+            continue
         b = bucket[r]
-        key = _kth_key(gathered[start[b]:start[b + 1]], ranks[r] - start[b])
+        segment = placed[end[b] - counts[b]:end[b]]
+        k = ranks[r] - start[b]
+        if r > 0 and ranks[r] == ranks[r - 1] + 1 and bucket[r - 1] == b:
+            key = _next_key(segment, key, k - 1)
+        else:
+            key = _kth_key(segment, k)
         out[r] = _value(key)
     return out
+
+
+@kernel
+def _next_key(keys, key, k):
+    """sorted(keys)[k + 1] given that sorted(keys)[k] is `key` (k + 1 < len(keys))."""
+    at_most = 0
+    for i in range(keys.shape[0]):
+        at_most += keys[i] <= key
+    if at_most > k + 1:
+        return key
+    above = NO_KEY
+    for i in range(keys.shape[0]):
+        above = min(above, keys[i] if keys[i] > key else NO_KEY)
+    return above
 
 
 @kernel

@@ -4,6 +4,7 @@ fused kernel's per-step records (docs/diagnostics.md).
     active = new_active(net)
     out = evaluation_outputs(net, x_train, logits=True, active=active)  # whole training set
     cols = layer_columns(net, x_eval, active=active)   # {column: array over layers 1..L}
+    cols = workspace_layer_columns(net, len(x_eval), active=active)  # from the pass just run
     stats = layer_statistics(net, x_eval)            # list of dicts, one per layer 1..L
     steps, layers = step_frames(history.steps)       # DataFrames (step, ...), (step, layer, ...)
     layers = merge_layer_rows(layers, [{"step": s, **d} for d in stats])
@@ -48,6 +49,7 @@ LAYER_COLUMNS = (("layer",) + SUMMARY_COLUMNS[:SUMMARY_COLUMNS.index("saturated_
                  + ("dead_fraction", "inactive_fraction")
                  + SUMMARY_COLUMNS[SUMMARY_COLUMNS.index("saturated_fraction") + 1:])
 STEP_COLUMNS = ("step",) + STEP_FIELDS
+EVALUATION_CHUNK = 4096  # rows per evaluation pass (the last chunk stays in the workspace)
 KERNEL_LAYER_COLUMNS = ("step", "layer", "w_grad_norm", "b_grad_norm", "delta_norm", "w_norm",
                         "update_ratio")
 
@@ -77,13 +79,16 @@ def new_active(net):
 
 def evaluation_outputs(net, x, logits, active=None):
     """Evaluation-mode outputs of every row of x (kernel form; logits: the output layer's
-    activation input), as float64, in chunks of up to 4096 rows (as MLP.forward); `active`
+    activation input), as float64, in chunks of EVALUATION_CHUNK rows (as MLP.forward); `active`
     (new_active) is ORed with each unit's 'activation input > 0 on some row'."""
     x = check_inputs(x, net.sizes[0], net.dtype)
-    net.workspace(min(len(x), 4096))
+    work = net.workspace(min(len(x), EVALUATION_CHUNK))
     out = np.empty((len(x), net.sizes[-1]), net.dtype)
     flags = new_active(net) if active is None else active
-    evaluation_rows(net.spec, net.params, net.running, net._work, x, out, bool(logits), flags)
+    for lo in range(0, len(x), EVALUATION_CHUNK):  # the same chunks whatever the capacity
+        hi = lo + EVALUATION_CHUNK
+        evaluation_rows(net.spec, net.params, net.running, work, x[lo:hi], out[lo:hi],
+                        bool(logits), flags)
     return out.astype(np.float64)
 
 
@@ -105,6 +110,15 @@ def layer_columns(net, x, training=True, y=None, active=None):
         K.gradients(net.spec, (net.params, net.grads, net.running), work, n, net._step_record)
     else:
         K.forward_batch(net.spec, net.params, net.running, work, n, bool(training))
+    return workspace_layer_columns(net, n, backward, active)
+
+
+def workspace_layer_columns(net, n, backward=False, active=None):
+    """layer_columns of the first n rows that the last forward pass (and backward, with
+    `backward`) left in the network's workspace: without batch norm an evaluation pass over
+    rows that begin with these n (evaluation_outputs over at most the workspace's capacity)
+    leaves what a training-mode pass over them would, so no second pass is needed."""
+    work = net.workspace(n)
     table = np.empty((net.n_layers, len(SUMMARY_COLUMNS)), np.float64)
     layer_summaries(net.spec, work, n, backward, table)
     if active is None:

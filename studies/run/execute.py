@@ -28,8 +28,8 @@ from studies.run.record import RunLog, chunk_order, evaluate, failed_payload, pa
     targets_of
 
 __all__ = ["chunk_order", "evaluate", "dataset_for", "build_run", "training_data", "group_key",
-           "build_engine", "warm_up", "train_group", "train_run", "execute_group", "execute",
-           "config_json"]
+           "build_engine", "warm_up", "measuring", "train_group", "train_run", "execute_group",
+           "execute", "config_json"]
 
 
 def group_key(config):
@@ -91,6 +91,14 @@ def warm_up(net, device, x, y, batch, config, clip):
     return time.perf_counter() - started
 
 
+def measuring(probe, net):
+    """`probe` (a copy of one of the group's networks) pointed at the parameters, gradients and
+    running statistics of `net`: every run of a group is measured through this one network in
+    turn, so the evaluation workspace is allocated once per group and stays in cache."""
+    probe.params, probe.grads, probe.running = net.params, net.grads, net.running
+    return probe
+
+
 def _check_group(configs):
     keys = {group_key(config) for config in configs}
     if not configs or (len(configs) > 1 and (len(keys) != 1 or None in keys)):
@@ -116,12 +124,14 @@ def train_group(configs, labels=None):
     compile_time = warm_up(built[0][0], device, x, y, batch, first, clips[0]) / len(configs)
     total, every, step = first["steps"], first["metrics_every"], 0
     active = list(range(len(configs)))
+    probe = engine.run_views()[0].copy()
     while active and step <= total:
         nets = engine.run_views()
-        measured = {r: logs[r].measure(nets[r]) for r in active}
+        measured = {r: logs[r].measure(measuring(probe, nets[r])) for r in active}
         if step == total:
             for r in active:
-                logs[r].record(step, measured[r], logs[r].final_record(nets[r]), 0, False, 0.0)
+                rec = logs[r].final_record(measuring(probe, nets[r]))
+                logs[r].record(step, measured[r], rec, 0, False, 0.0)
             break
         n_steps = min(every, total - step)
         rows = {r: logs[r].order(step, n_steps) for r in active}

@@ -7,6 +7,7 @@ is dropped so every step has the same batch size). A run that turns non-finite, 
 running mean over about SMOOTHING_ROWS rows) exceeds the divergence factor times its initial
 loss, stops early and is summarized as diverged with its history.
 """
+import math
 import traceback
 
 import numpy as np
@@ -14,10 +15,10 @@ import numpy as np
 from kernels.layout import DIVERGENCE_CAUSES
 from kernels.validation import check_targets
 
-from studies.analysis.labels import LABELS, diverged_now, format_labels, label_columns, \
-    layer_label_text
-from studies.analysis.metrics import evaluation_outputs, layer_columns, new_active, \
-    output_scores
+from studies.analysis.labels import LABELS, Thresholds, diverged_now, format_labels, \
+    label_columns, layer_label_text
+from studies.analysis.metrics import EVALUATION_CHUNK, evaluation_outputs, layer_columns, \
+    new_active, output_scores, workspace_layer_columns
 from studies.run.curvature_log import CurvatureLog
 
 
@@ -50,15 +51,31 @@ def evaluate(net, data, x_train, y_train, eval_rows, active=None):
     `active` (metrics.new_active) the units whose activation input is > 0 on some row of the
     whole training set. y_train: the training targets (labels or one-hot rows)."""
     out = {}
-    for split, x, y, labels, flags in (
-            ("train", x_train, y_train, data.y_train, active),
-            ("test", data.x_test, targets_of(net, data.y_test), data.y_test, None)):
-        targets = check_targets(y, len(x), net.sizes[-1], net.classification, np.float64)
-        scores = evaluation_outputs(net, x, net.classification, flags)
-        out[f"{split}_loss"], accuracy = output_scores(scores, targets, net.classification)
-        if data.task == "classification":
-            out[f"{split}_accuracy"] = accuracy if accuracy is not None else \
-                float(np.mean(np.argmax(scores, axis=1) == _class_labels(labels)))
+    for split, x, targets, labels, flags in _splits(net, data, x_train, y_train, active):
+        out.update(split_scores(net, data, split, x, targets, labels, flags))
+    return out
+
+
+def _splits(net, data, x_train, y_train, active):
+    """(split, x, float64 targets, labels, unit flags) of train and test."""
+    y_test = targets_of(net, data.y_test)
+    return (("train", x_train, _targets(net, x_train, y_train), data.y_train, active),
+            ("test", data.x_test, _targets(net, data.x_test, y_test), data.y_test, None))
+
+
+def _targets(net, x, y):
+    return check_targets(y, len(x), net.sizes[-1], net.classification, np.float64)
+
+
+def split_scores(net, data, split, x, targets, labels, flags=None):
+    """{split_loss, split_accuracy (classification tasks)} of one split in evaluation mode;
+    flags (metrics.new_active or None) as in evaluation_outputs."""
+    scores = evaluation_outputs(net, x, net.classification, flags)
+    loss, accuracy = output_scores(scores, targets, net.classification)
+    out = {f"{split}_loss": loss}
+    if data.task == "classification":
+        out[f"{split}_accuracy"] = accuracy if accuracy is not None else \
+            float(np.mean(np.argmax(scores, axis=1) == _class_labels(labels)))
     return out
 
 
@@ -83,6 +100,7 @@ class RunLog:
         self.status, self.initial_loss, self.train_time = "completed", None, 0.0
         self.divergence_cause = ""
         self.curvature = CurvatureLog(config, x, y_eval)  # sharpness, trace, noise columns
+        self.splits = None
 
     def order(self, step, n_steps):
         """Row order of the chunk of n_steps steps from `step`."""
@@ -91,14 +109,23 @@ class RunLog:
     def measure(self, net):
         """(evaluation, layer statistics) of the network before the chunk that follows: one
         evaluation pass over the whole training set (which also finds the units never active
-        there: dead_fraction, inactive_fraction), the test set, and one training-mode pass
-        over the evaluation rows for the other layer statistics."""
+        there: dead_fraction, inactive_fraction), the test set, and the other layer statistics
+        of the evaluation rows in training mode. Without batch norm (and without gradient
+        statistics) training mode is evaluation mode, so those come from the rows that the
+        training-set pass left in the workspace; else from one more pass over them."""
         rows = len(self.x_eval)
+        if self.splits is None:  # the float64 targets, converted once per run
+            self.splits = _splits(net, self.data, self.x_train, self.y_eval, None)
         active = new_active(net)
-        evals = evaluate(net, self.data, self.x_train, self.y_eval, self.config["eval_rows"],
-                         active)
-        stats = layer_columns(net, self.x_eval, training=True, active=active,
-                              y=self.y_eval[:rows] if self.config["gradient_stats"] else None)
+        (train, x, targets, labels, _), test = self.splits
+        evals = split_scores(net, self.data, train, x, targets, labels, active)
+        if not net.batchnorm and not self.config["gradient_stats"] \
+                and len(x) <= EVALUATION_CHUNK:
+            stats = workspace_layer_columns(net, rows, active=active)
+        else:
+            stats = layer_columns(net, self.x_eval, training=True, active=active,
+                                  y=self.y_eval[:rows] if self.config["gradient_stats"] else None)
+        evals.update(split_scores(net, self.data, *test[:4]))
         self.curvature.add(net, evals, stats)
         return evals, stats
 
@@ -150,15 +177,36 @@ def _first_divergent(losses, initial_loss, thresholds, recent, window):
     """Index of the first step that counts as divergence, or -1: a non-finite loss at once, or
     a running mean over the last `window` steps (about SMOOTHING_ROWS rows, so single-sample
     SGD noise is not mistaken for divergence) above the factor times the initial loss.
-    `recent` carries the window across chunks."""
-    for i, value in enumerate(losses):
-        value = float(value)
+    `recent` carries the window across chunks. A window of one step is tested as one vector;
+    a short one (< 8 entries) sums in order, which is np.mean's sum there, bit for bit."""
+    values = np.asarray(losses, np.float64)
+    if window == 1 and len(values):
+        bar = _divergence_bar(initial_loss, thresholds)
+        with np.errstate(invalid="ignore"):
+            bad = np.flatnonzero(~np.isfinite(values) | (values > bar))
+        recent[:] = [float(values[bad[0] if bad.size else -1])]
+        return int(bad[0]) if bad.size else -1
+    for i, value in enumerate(values.tolist()):
         recent.append(value)
         del recent[:-window]
-        if not np.isfinite(value) or diverged_now(float(np.mean(recent)), initial_loss,
-                                                  thresholds):
+        if len(recent) < 8:
+            total = 0.0
+            for v in recent:
+                total += v
+            mean = total / len(recent)
+        else:
+            mean = float(np.mean(recent))
+        if not math.isfinite(value) or diverged_now(mean, initial_loss, thresholds):
             return i
     return -1
+
+
+def _divergence_bar(initial_loss, thresholds):
+    """The loss above which diverged_now fires for a finite loss (inf: never)."""
+    initial = float(initial_loss)
+    if math.isfinite(initial) and initial > 0:
+        return (thresholds or Thresholds()).divergence_factor * initial
+    return math.inf
 
 
 def _history_row(step, epoch, rec, row, evals, n_steps, status):

@@ -141,6 +141,28 @@ def test_dead_units_over_the_whole_training_set_not_only_the_evaluation_rows():
     assert layer_statistics(net, x_train[:2], active=active)[0]["dead_fraction"] == 0.0
 
 
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_columns_from_an_evaluation_pass_equal_a_training_mode_pass(activation):
+    """Without batch norm, the first rows an evaluation pass leaves in the workspace summarize
+    to the bits of a separate training-mode pass over them (what a run's metric step reuses);
+    split into chunks, the outputs are those of one pass."""
+    from studies.analysis import metrics
+    net = MLP([5, 16, 16, 3], activation=activation, seed=1, dtype="float32")
+    x_train = inputs(n=40, seed=2).astype(np.float32)
+    active = metrics.new_active(net)
+    whole = metrics.evaluation_outputs(net, x_train, True, active)
+    reused = metrics.workspace_layer_columns(net, 12, active=active)
+    fresh = metrics.layer_columns(net, x_train[:12], active=active)
+    for column in LAYER_COLUMNS:
+        assert np.array_equal(reused[column], fresh[column], equal_nan=True), column
+    chunked = metrics.EVALUATION_CHUNK
+    try:
+        metrics.EVALUATION_CHUNK = 7
+        assert np.array_equal(metrics.evaluation_outputs(net, x_train, True), whole)
+    finally:
+        metrics.EVALUATION_CHUNK = chunked
+
+
 def test_a_unit_active_on_a_single_row_is_not_dead():
     net = MLP([1, 2, 2], activation="relu", seed=0)
     net.weights[0][...] = [[1.0], [-1.0]]
