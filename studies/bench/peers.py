@@ -13,13 +13,19 @@ own arrays and functions under its own setting.
 Train steps everywhere: tanh hidden layers, softmax cross-entropy, Adam (PyTorch form, eps
 outside the root) with lr 1e-3; JAX's is the idiomatic one (`jit` of `value_and_grad` and an
 `optax.adam` update, parameters and optimizer state donated); the gradient of a step is read
-back in our flat layout for validation.
+back in our flat layout for validation. A JAX step returns before XLA has finished it (async
+dispatch), so a training loop overlaps the next step's Python dispatch with the current step's
+work; JAX's train step is therefore timed as such a loop, JAX_LOOP_STEPS steps back to back and
+one wait for the last, per step (timed with a wait after every step, the small nets' JAX step
+costs about twice as much: the dispatch is then paid in full).
 """
 import math
 
 import numpy as np
 
 from studies.bench.cases import OPTIMIZERS, STEP_LR, Impl
+
+JAX_LOOP_STEPS = 32  # JAX train steps per timed call: a loop with one wait at its end
 
 
 def available_peers(threads, names=("torch", "jax")):
@@ -402,11 +408,15 @@ class JaxPeer:
             params = [tuple(jnp.array(a, copy=True) for a in pair) for pair in initial]
             state.update(params=params, opt=adam.init(params))
 
-        def run():
-            state["params"], state["opt"], _ = jax.block_until_ready(
-                step(state["params"], state["opt"], x, labels))
+        def run():  # a training loop: steps dispatched back to back, one wait at the end
+            for _ in range(JAX_LOOP_STEPS):
+                state["params"], state["opt"], loss = step(state["params"], state["opt"], x,
+                                                           labels)
+            jax.block_until_ready(loss)
         setup()
-        impl = Impl(run, lambda: {"grads": flat_params(grad(initial, x, labels))})
+        impl = Impl(run, lambda: {"grads": flat_params(grad(initial, x, labels)),
+                                  "params": flat_params(state["params"])},
+                    per_call=JAX_LOOP_STEPS)
         impl.setup = setup
         return impl
 
@@ -452,7 +462,8 @@ def numpy_train_step(case):
                 p -= dtype.type(STEP_LR) * (m / dtype.type(c1)) / (
                     np.sqrt(v / dtype.type(c2)) + dtype.type(1e-8))
     setup()
-    impl = Impl(run, lambda: {"grads": flat_params(state["grads"])})
+    impl = Impl(run, lambda: {"grads": flat_params(state["grads"]),
+                              "params": flat_params(state["params"])})
     impl.setup = setup
     return impl
 

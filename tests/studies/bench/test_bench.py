@@ -61,6 +61,28 @@ def test_jax_peer_runs_float32_cases_without_64_bit_mode(peers):
     assert modes == {"float64": True, "float32": False}
 
 
+def test_a_timed_jax_train_step_call_is_a_loop_of_adam_steps(peers):
+    """JAX dispatches asynchronously, so its train step is timed as a training loop: one call
+    runs JAX_LOOP_STEPS steps back to back (per_call divides the time), the same Adam steps as
+    the NumPy train step taken that many times."""
+    from studies.bench.peers import JAX_LOOP_STEPS, numpy_train_step
+    case = bench.build_cases(replace(PLAN, nets=[([5, 9, 3], 6)]), "float64",
+                             np.random.default_rng(0))[-1]
+    bench.add_peers(case, {"jax": peers["jax"]})
+    jax_step, numpy_step = case.impls["jax"], numpy_train_step(case)
+    assert jax_step.per_call == JAX_LOOP_STEPS > 1
+    jax_step.setup()
+    jax_step.run()
+    numpy_step.setup()
+    for _ in range(JAX_LOOP_STEPS):
+        numpy_step.run()
+    np.testing.assert_allclose(jax_step.result()["params"], numpy_step.result()["params"],
+                               rtol=1e-9, atol=1e-12)
+    numpy_step.run()  # one step more is told apart
+    assert not np.allclose(jax_step.result()["params"], numpy_step.result()["params"],
+                           rtol=1e-9, atol=1e-12)
+
+
 def test_validation_reports_a_wrong_kernel():
     case = bench.build_cases(PLAN, "float64", np.random.default_rng(0))[0]
     z = np.zeros((5, 3))
