@@ -8,14 +8,21 @@ from studies.run.runner import run_study
 from studies.spec import load_spec
 
 
+def stored_study(name, scale, out, workers=0):
+    """The loaded store of bundled study `name` run at `scale` into `out` (`workers` as
+    run_study's); asserts that every run finished (completed or diverged)."""
+    summary = run_study(load_spec(name), scale, out=out, workers=workers, show_progress=False)
+    results = studies.load(out)
+    assert summary.counts.get("failed", 0) == 0, results.runs["error"].tolist()
+    return results
+
+
 def run_and_draw(name, scale, tmp_path):
     """(Results, {stem: Figure}) of bundled study `name` at `scale`; asserts that every run
     finished (completed or diverged) and that every listed figure wrote a PNG and a PDF."""
     spec = load_spec(name)
     out = Path(tmp_path) / name
-    summary = run_study(spec, scale, out=out, workers=0, show_progress=False)
-    assert summary.counts.get("failed", 0) == 0, studies.load(out).runs["error"].tolist()
-    results = current(studies.load(out))
+    results = current(stored_study(name, scale, out))
     made = draw(results, out / "figures")
     stems = {Path(png).stem for _, png, _ in made}
     assert len(made) >= len(spec.figures) > 0

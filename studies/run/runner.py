@@ -183,8 +183,8 @@ def _sweep(spec, scale, store, started, workers, scheduler, show_progress, strea
     batch = Batch(row, write)
     try:
         if pending:
-            manifest["executor"] = _execute(pending, workers, client, batch, group_runs, pool,
-                                            manifest["executor"])
+            manifest["executor"] = _execute(pending, workers, client, batch, group_runs,
+                                            pool) or manifest["executor"]
     finally:
         batch.flush()  # what an interrupted outcome had gathered
         progress.close()
@@ -226,9 +226,9 @@ class BatchSettlement(Settlement):
         self.record.flush()
 
 
-def _execute(pending, workers, client, record, group_runs, pool=None, manifest_executor=None):
+def _execute(pending, workers, client, record, group_runs, pool=None):
     """Runs the pending tasks; returns the executor's name as the manifest records it (the
-    worker count actually used; `manifest_executor` for a Dask cluster)."""
+    worker count actually used), None on a Dask cluster (its name is the address)."""
     if pool is not None and client is None:  # a shared pool: its owner closes it
         drive(BatchSettlement(plan_groups(pending, pool.workers, group_runs), record), pool)
         return _executor_name(pool.workers, None, pool)
@@ -251,7 +251,7 @@ def _execute(pending, workers, client, record, group_runs, pool=None, manifest_e
         interrupted = False
     finally:
         executor.close(interrupted)
-    return manifest_executor if client is not None else _executor_name(executor.workers, None)
+    return None if client is not None else _executor_name(executor.workers, None)
 
 
 def _executor_name(workers, scheduler, pool=None):

@@ -7,21 +7,16 @@ import scipy.linalg  # noqa: F401  (loads SciPy's BLAS, so the runner's 1-thread
 
 from studies.plots import batchnorm as B
 from studies.plots import draw
-from studies.run.runner import run_study
-from studies.spec import load_spec
-from studies.store import load
 from studies.analysis.findings.common import at_best_rates, runs_with
 from studies.analysis.findings.training import highest_learning_rate
-from _study_helpers import verdicts
+from _study_helpers import stored_study, verdicts
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    out = tmp_path_factory.mktemp("batchnorm")
-    summary = run_study(load_spec("batchnorm"), "quick", out=out, workers=0, show_progress=False)
-    assert summary.counts.get("failed", 0) == 0
-    assert len(load(out).runs) == 30
-    return load(out)
+    results = stored_study("batchnorm", "quick", tmp_path_factory.mktemp("batchnorm"))
+    assert len(results.runs) == 30
+    return results
 
 
 def test_batchnorm_lifts_accuracy_at_a_fixed_step_count(results):

@@ -11,18 +11,12 @@ from studies.analysis.findings.common import first_layer_ratio, runs_with
 from studies.analysis.findings.gradients import clip_reference_norm, effective_rates
 from studies.plots import clipping as C
 from studies.plots import draw
-from studies.run.runner import run_study
-from studies.spec import load_spec
-from studies.store import load
-from _study_helpers import verdicts
+from _study_helpers import stored_study, verdicts
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    out = tmp_path_factory.mktemp("clipping")
-    summary = run_study(load_spec("clipping"), "quick", out=out, workers=2, show_progress=False)
-    assert summary.counts.get("failed", 0) == 0
-    return load(out)
+    return stored_study("clipping", "quick", tmp_path_factory.mktemp("clipping"), workers=2)
 
 
 @pytest.fixture(scope="module")

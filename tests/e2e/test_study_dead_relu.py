@@ -8,18 +8,12 @@ import pytest
 
 from studies.plots import dead_relu as D
 from studies.plots import draw
-from studies.run.runner import run_study
-from studies.spec import load_spec
-from studies.store import load
-from _study_helpers import verdicts
+from _study_helpers import stored_study, verdicts
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dead_relu")
-    summary = run_study(load_spec("dead_relu"), "quick", out=out, workers=2, show_progress=False)
-    assert summary.counts.get("failed", 0) == 0
-    return load(out)
+    return stored_study("dead_relu", "quick", tmp_path_factory.mktemp("dead_relu"), workers=2)
 
 
 @pytest.fixture(scope="module")

@@ -6,20 +6,12 @@ import pytest
 
 from studies.plots import draw
 from studies.plots import learning_rate as P
-from studies.run.runner import run_study
-from studies.spec import load_spec
-from studies.store import load
-from studies.analysis.findings.common import runs_with
-from _study_helpers import verdicts
+from _study_helpers import stored_study, verdicts
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    out = tmp_path_factory.mktemp("learning_rate")
-    summary = run_study(load_spec("learning_rate"), "quick", out=out, workers=2,
-                        show_progress=False)
-    assert summary.counts.get("failed", 0) == 0
-    return load(out)
+    return stored_study("learning_rate", "quick", tmp_path_factory.mktemp("learning_rate"), workers=2)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from studies.plots import mean_field as M
 from studies.run.runner import run_study
 from studies.spec import load_spec
 from studies.store import load
-from studies.analysis.findings.common import runs_with
 from _study_helpers import verdicts
 
 TOLERANCE = 0.03   # |measured - predicted| log chi_1, mean over seeds

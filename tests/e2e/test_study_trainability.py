@@ -6,20 +6,14 @@ import pytest
 from studies.analysis.findings.mean_field import AGREEMENT, TRAINED_ACCURACY, \
     trainability_cells
 from studies.plots import draw
-from studies.run.runner import run_study
 from studies.spec import load_spec
-from studies.store import load
 from studies.theory import mean_field as theory
-from _study_helpers import verdicts
+from _study_helpers import stored_study, verdicts
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    out = tmp_path_factory.mktemp("trainability")
-    summary = run_study(load_spec("trainability"), "quick", out=out, workers=2,
-                        show_progress=False)
-    assert summary.counts.get("failed", 0) == 0
-    return load(out)
+    return stored_study("trainability", "quick", tmp_path_factory.mktemp("trainability"), workers=2)
 
 
 def test_cells_follow_the_trainable_depth(results):
