@@ -16,9 +16,10 @@ or not applicable to the activation) never fire. Gradient labels read layer rows
 with a per-step kernel record (history steps, or without a history the rows whose w_norm is
 set), so a NaN of a metric-only row is not taken for a non-finite gradient. Labels are not
 exclusive. "The loss" below is the whole-training-set `train_loss` where recorded, else the
-per-step `loss`; L0 is its first recorded value, L_end its last. For K classes (below) the bar
-of learning is L_ref = min(L0, ln K), the cross-entropy of the uniform guess (a net that
-starts above it and only learns its output biases has learned nothing); else L_ref = L0.
+per-step `loss`; L0 is its first recorded value, L_end its last. For a cross-entropy run on K
+classes the bar of learning is L_ref = min(L0, ln K), the cross-entropy of the uniform guess (a
+net that starts above it and only learns its output biases has learned nothing); else (MSE,
+regression) L_ref = L0.
 
 - vanishing: r_l = ||dL/dW_l|| / ||dL/dW_L|| < vanishing_ratio (run: l = 1; layer l < L: r_l),
   or (absolute, so a net that collapses uniformly is seen) ||Delta W_l|| / ||W_l|| <
@@ -34,9 +35,11 @@ starts above it and only learns its output biases has learned nothing); else L_r
   loss > divergence_factor x L0, or L_end > (1 + final_rise) L0 (the run ended worse than it
   started; first step: where the loss rose above that bar for good).
 - stalled (run only, when not diverged): the run did not learn: L_end > (1 - min_improvement)
-  L_ref, or the final train accuracy < 1/K + chance_margin for K classes (K from `n_classes`, or
-  read off a softmax output layer, whose mean activation is exactly 1/K at every step; without
-  either the accuracy test is skipped). First step: the start of the final stretch above the
+  L_ref, or the final train accuracy < 1/K + chance_margin for K classes, whatever the loss and
+  output (K from `n_classes`, which the runner passes for every classification run; when it is
+  not given, K is read off a softmax output layer, whose mean activation is exactly 1/K at
+  every step, and the loss taken for cross-entropy; without either the accuracy test is
+  skipped). First step: the start of the final stretch above the
   bar (0 for a run that never got below it).
 - healthy: none fired, so the run also learned; its "first step" is the first recorded step.
   Without a loss history the learning tests cannot run and healthy means "no gradient or unit
@@ -234,17 +237,17 @@ def _run_step_labels(history, t, run):
         _fire(run, "diverged", _holds_from(curve_steps, curve > (1 + t.final_rise) * curve[0]))
 
 
-def _reference(initial, n_classes):
-    """L_ref = min(L0, ln K) with K classes, else L0."""
-    return min(initial, math.log(n_classes)) if n_classes else initial
+def _reference(initial, ce_classes):
+    """L_ref = min(L0, ln K) for cross-entropy on K = ce_classes classes, else L0."""
+    return min(initial, math.log(ce_classes)) if ce_classes else initial
 
 
-def _stalled_label(history, t, run, n_classes):
+def _stalled_label(history, t, run, n_classes, ce_classes):
     if "diverged" in run:
         return
     steps, loss = _loss_curve(history)
     if loss.size >= 2 and loss[0] > 0:
-        bar = (1 - t.min_improvement) * _reference(loss[0], n_classes)
+        bar = (1 - t.min_improvement) * _reference(loss[0], ce_classes)
         _fire(run, "stalled", _holds_from(steps, loss > bar))
     if n_classes and "train_accuracy" in history:
         h = _by_step(history, ("step", "train_accuracy"))
@@ -270,7 +273,7 @@ def softmax_classes(layers):
     return int(k)
 
 
-def _not_learned(history, t, steps, n_classes):
+def _not_learned(history, t, steps, ce_classes):
     """Boolean per step of `steps`: the loss there still above (1 - min_improvement) L_ref
     (True everywhere without a loss history). A step without a loss takes the last one
     before it in `steps`."""
@@ -288,10 +291,10 @@ def _not_learned(history, t, steps, n_classes):
     np.maximum.accumulate(filled, out=filled)
     at = np.where(filled >= 0, at[np.maximum(filled, 0)], np.nan)
     with np.errstate(invalid="ignore"):
-        return ~(at <= (1 - t.min_improvement) * _reference(curve[0], n_classes))
+        return ~(at <= (1 - t.min_improvement) * _reference(curve[0], ce_classes))
 
 
-def _gradient_labels(layers, steps, t, per_layer, run, history, n_classes):
+def _gradient_labels(layers, steps, t, per_layer, run, history, ce_classes):
     idx, cols, w = _wide(layers, "w_grad_norm", steps)
     if not w.size:
         return
@@ -310,7 +313,7 @@ def _gradient_labels(layers, steps, t, per_layer, run, history, n_classes):
         update = _wide(layers, "update_ratio", steps)[2]
         with np.errstate(invalid="ignore"):
             small = (update < t.vanishing_update) & \
-                _not_learned(history, t, idx, n_classes)[:, None]
+                _not_learned(history, t, idx, ce_classes)[:, None]
         vanish |= small
         run_vanish |= vanish[:, 0] | small.all(axis=1)
     for j, layer in enumerate(cols):
@@ -320,13 +323,16 @@ def _gradient_labels(layers, steps, t, per_layer, run, history, n_classes):
     _fire(run, "exploding", _first(idx, explode[:, 0] | nonfinite.any(axis=1)))
 
 
-def label_columns(history, layers, thresholds=None, n_classes=None):
+def label_columns(history, layers, thresholds=None, n_classes=None, loss=None):
     """label_run on tables given as dicts of NumPy columns (what a run builds; no pandas):
     (run_labels, [(layer, label, first_step), ...] sorted by layer, step)."""
     t = thresholds if isinstance(thresholds, Thresholds) else Thresholds.from_dict(thresholds)
     history, layers = columns_of(history), columns_of(layers)
     run, per_layer = {}, {}
-    n_classes = n_classes or softmax_classes(layers)
+    if n_classes is None:
+        n_classes = softmax_classes(layers)
+        loss = "cross_entropy" if n_classes and loss is None else loss
+    ce_classes = n_classes if n_classes and loss == "cross_entropy" else None
     has_history = _n_rows(history) > 0 and "step" in history
     if has_history and "loss" in history:
         _run_step_labels(history, t, run)
@@ -338,7 +344,7 @@ def label_columns(history, layers, thresholds=None, n_classes=None):
             steps = np.asarray(layers["step"])[~np.isnan(_floats(layers["w_norm"]))]
         if "w_grad_norm" in layers:
             _gradient_labels(layers, steps, t, per_layer, run,
-                             history if has_history and "loss" in history else None, n_classes)
+                             history if has_history and "loss" in history else None, ce_classes)
         for column in ("dead_fraction", "saturated_fraction"):
             if column not in layers:
                 continue
@@ -351,7 +357,7 @@ def label_columns(history, layers, thresholds=None, n_classes=None):
                 _fire(per_layer[int(layer)], label, step)
                 _fire(run, label, step)
     if has_history and "loss" in history:
-        _stalled_label(history, t, run, n_classes)
+        _stalled_label(history, t, run, n_classes, ce_classes)
     starts = [np.min(frame["step"]) for frame in (history, layers)
               if _n_rows(frame) and "step" in frame]
     if not starts:
@@ -364,14 +370,16 @@ def label_columns(history, layers, thresholds=None, n_classes=None):
     return dict(_ordered(run)) if run else {HEALTHY: start}, rows
 
 
-def label_run(history, layers, thresholds=None, n_classes=None):
+def label_run(history, layers, thresholds=None, n_classes=None, loss=None):
     """(run_labels, layer_labels): {label: first step} ({"healthy": first step} when none fired;
     {} without any rows), and a DataFrame (layer, label, first_step) sorted by layer, step.
-    n_classes: K of a classification run (chance accuracy 1/K); None reads it off a softmax
-    output layer (softmax_classes), else the accuracy test of `stalled` is skipped.
+    n_classes: K of a classification run (chance accuracy 1/K), 0 for regression; None reads it
+    off a softmax output layer (softmax_classes, the loss then taken for cross-entropy), else
+    the accuracy test of `stalled` is skipped. loss: the run's loss name ("cross_entropy" gives
+    the ln K bar of learning).
     history, layers: DataFrames (or dicts of columns); the labels are label_columns'."""
     import pandas as pd
-    run, rows = label_columns(history, layers, thresholds, n_classes)
+    run, rows = label_columns(history, layers, thresholds, n_classes, loss)
     table = pd.DataFrame(rows, columns=list(LAYER_LABEL_COLUMNS))
     if rows:
         table = table.astype({"layer": np.int64, "first_step": np.int64})

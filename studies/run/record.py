@@ -252,10 +252,18 @@ def layer_columns_of(blocks):
     return {name: np.concatenate([b[name] for b in blocks]) for name in blocks[0]}
 
 
+def task_classes(net, hist):
+    """K, the number of classes of a classification run (one output unit per class; the runner
+    records accuracy for classification tasks only), whatever its loss and output activation;
+    0 for regression."""
+    return int(net.sizes[-1]) if "train_accuracy" in hist else 0
+
+
 def _summarize(config, net, history, layers, status, thresholds, train_time, compile_time):
     hist = history_columns(history)
     lay = layer_columns_of(layers)
-    run_labels, layer_rows = label_columns(hist, lay, thresholds)
+    n_classes = task_classes(net, hist)
+    run_labels, layer_rows = label_columns(hist, lay, thresholds, n_classes, net.loss_name)
     loss = hist["loss"]
     finite = loss[np.isfinite(loss)]
 
@@ -269,7 +277,8 @@ def _summarize(config, net, history, layers, status, thresholds, train_time, com
            "final_test_loss": last("test_loss"),
            "steps_done": int(hist["step"].max()), "labels": format_labels(run_labels),
            "train_time": float(train_time), "compile_time": float(compile_time),
-           "n_params": int(net.n_params)}
+           "n_params": int(net.n_params), "n_classes": n_classes,
+           "loss_function": net.loss_name}
     for label in LABELS:
         run[f"first_{label}"] = int(run_labels[label]) if label in run_labels else -1
     text = layer_label_text(layer_rows)

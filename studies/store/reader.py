@@ -55,7 +55,8 @@ def _set_column(table, name, values):
 
 def relabel_run(tables, thresholds):
     """One run's {table: pyarrow.Table} with the labels the runner would store under
-    `thresholds`: the run's labels and first_<label> from label_run(history, layers), and
+    `thresholds`: the run's labels and first_<label> from label_run(history, layers, with the
+    run's n_classes and loss), and
     each layer row's layer_labels ('label@first_step,...'). Failed runs are left as they are."""
     from studies.analysis.labels import format_labels, label_run
     run, history = tables["run"], tables["history"]
@@ -64,7 +65,13 @@ def relabel_run(tables, thresholds):
         return tables
     layers = tables["layers"]
     lay = layers.drop_columns([c for c in ("layer_labels",) if c in layers.column_names])
-    run_labels, per_layer = label_run(history.to_pandas(), lay.to_pandas(), thresholds)
+    n_classes = loss = None  # a store written before runs recorded their K: read off softmax
+    if "n_classes" in run.column_names and run.column("n_classes")[0].is_valid:
+        n_classes = int(run.column("n_classes")[0].as_py())
+        loss = run.column("loss_function")[0].as_py() if "loss_function" in run.column_names \
+            else None
+    run_labels, per_layer = label_run(history.to_pandas(), lay.to_pandas(), thresholds,
+                                      n_classes, loss)
     run = _set_column(run, "labels", [format_labels(run_labels)])
     for label in FIRST_LABELS:
         run = _set_column(run, f"first_{label}", [int(run_labels.get(label, -1))])

@@ -57,9 +57,6 @@ def activations(results):
     return out
 
 
-NEVER_LEARNS = 0.2  # test accuracy below twice chance (10 classes) at every rate: no learning
-
-
 def _tuned_text(best, names, never=()):
     """rates_text of the methods that learn, and which learn at no rate of the grid."""
     tuned = {k: b for k, b in best.items() if k not in never}
@@ -72,12 +69,9 @@ def _tuned_text(best, names, never=()):
 @finding("losses")
 def losses(results):
     """Cross-entropy against each MSE objective, every (objective, gain) at its own best rate."""
-    everything = runs_with(results, ["objective", "gain", "lr"])
     results, best = at_best_rates(results, ("objective", "gain"))
     runs = runs_with(results, ["objective", "gain"])
-    never = [k for k in best if (everything.loc[(everything["objective"] == k[0])
-                                                & (everything["gain"] == k[1]),
-                                                "end_test_accuracy"] < NEVER_LEARNS).all()]
+    never = [k for k, b in best.items() if not b.learns]  # stalled (chance accuracy) everywhere
     tuning = any(len(b[1]) > 1 for b in best.values())
     ce = "cross_entropy+softmax"
     checks, parts = [], []

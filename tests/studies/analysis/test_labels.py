@@ -299,3 +299,32 @@ def test_numpy_columns_and_frames_give_the_same_labels(activation, scale, lr):
     run_np, rows = label_columns(*columns)
     assert run_np == run
     assert rows == [(int(r.layer), r.label, int(r.first_step)) for r in table.itertuples()]
+
+
+def test_an_mse_sigmoid_classifier_at_chance_accuracy_is_stalled_and_relabels_the_same(tmp_path):
+    """The chance-accuracy test needs K, which a sigmoid output does not show (its mean is not
+    1/K): the runner records the run's n_classes, and the store's relabelling reads it back."""
+    r = runner_results(tmp_path, "mse_stall", depth=5, activation="sigmoid",
+                       init="xavier_normal", loss="mse", output_activation="sigmoid", lr=1e-3)
+    row = r.runs.iloc[0]
+    assert row["n_classes"] == 10 and row["loss_function"] == "mse"
+    assert softmax_classes(r.layers) is None
+    assert row["final_train_accuracy"] < 0.2
+    run = parse_labels(row["labels"])
+    assert "stalled" in run and "healthy" not in run
+    assert "stalled" not in label_run(r.history, r.layers)[0]  # without K it looked learned
+    assert label_run(r.history, r.layers, n_classes=10, loss="mse")[0] == run
+    relabelled = studies.load(tmp_path / "mse_stall", thresholds={})
+    assert relabelled.runs["labels"].iloc[0] == row["labels"]
+
+
+def test_the_ln_k_bar_of_learning_is_cross_entropys_only():
+    """An MSE run that fell from 50 to 3 learned (its bar is L0), though 3 is above ln 10."""
+    from studies.analysis.labels import label_columns
+    steps = np.arange(0, 60, 10)
+    history = {"step": steps, "loss": np.geomspace(50.0, 3.0, len(steps)),
+               "train_accuracy": np.linspace(0.1, 0.6, len(steps))}
+    assert label_columns(history, {}, None, 10, "mse")[0] == {"healthy": 0}
+    assert "stalled" in label_columns(history, {}, None, 10, "cross_entropy")[0]
+    regression = {"step": steps, "loss": history["loss"]}
+    assert label_columns(regression, {}, None, 0, "mse")[0] == {"healthy": 0}
