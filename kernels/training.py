@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .layout import allocate_record
+from .layout import DIVERGENCE_CAUSES, allocate_record
 from .validation import check_positive_int
 
 class DivergenceError(FloatingPointError):
@@ -32,6 +32,7 @@ class History:
     epochs: list = field(default_factory=list)
     diverged: bool = False
     diverged_step: int = -1
+    divergence_cause: str = ""  # why the step at diverged_step was refused (layout causes)
 
     @property
     def n_steps(self):
@@ -140,6 +141,8 @@ def fit_runs(engine, x, y, opts, clips, seeds, epochs=1, batch_size=None, shuffl
                 continue
             if engine.frozen[r]:
                 history.diverged, history.diverged_step = True, int(counts[r])
+                history.divergence_cause = DIVERGENCE_CAUSES.get(int(recs[r].status[0]),
+                                                                 "non-finite step")
                 chunks[r].append((recs[r], int(done[r]) + 1))
                 continue
             chunks[r].append((recs[r], int(done[r])))

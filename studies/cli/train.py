@@ -121,8 +121,9 @@ def run(args):
                           batch_size=batch, seed=args.seed, clip=clip, x_test=data.x_test,
                           y_test=data.y_test, callback=report)
     if history.diverged:
-        print(f"diverged at optimizer step {history.diverged_step + 1}: non-finite loss or "
-              f"gradient; training stopped")
+        cause = history.divergence_cause or "non-finite step"
+        print(f"diverged at optimizer step {history.diverged_step + 1}: {cause}; the step was "
+              f"not applied and training stopped")
     print_layer_table(history)
     if history.epochs:
         last = history.epochs[-1]
@@ -132,7 +133,8 @@ def run(args):
 
 
 def print_layer_table(history):
-    """Per-layer gradient statistics of the last recorded step."""
+    """Per-layer gradient statistics of the last recorded step; a refused (diverged) step has
+    no weight norm or update ratio ('-'): it was not applied."""
     steps = history.steps
     if not len(steps["loss"]):
         return
@@ -144,9 +146,11 @@ def print_layer_table(history):
     print(f"per-layer gradients at step {i + 1} (global norm {steps['grad_norm'][i]:.3e}):")
     print(f"{'layer':>6} {'||dW||':>11} {'||db||':>11} {'||delta||':>11} {'||W||':>9} "
           f"{'update/W':>9}")
+    refused = history.diverged and i == history.diverged_step
     for layer in range(steps["w_grad_norm"].shape[1]):
         w = steps["w_norm"][i, layer]
         ratio = steps["w_update_norm"][i, layer] / w if w > 0 else float("nan")
+        weights = f"{'-':>9} {'-':>9}" if refused else f"{w:9.3f} {ratio:9.2e}"
         print(f"{layer + 1:6d} {steps['w_grad_norm'][i, layer]:11.3e} "
               f"{steps['b_grad_norm'][i, layer]:11.3e} {steps['delta_norm'][i, layer]:11.3e} "
-              f"{w:9.3f} {ratio:9.2e}")
+              f"{weights}")

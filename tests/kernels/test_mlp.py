@@ -207,8 +207,11 @@ def test_fit_records_divergence_as_data():
     net = MLP([4, 32, 32, 1], activation="relu", loss="mse", seed=0)
     history = net.fit(x, y, SGD(lr=10.0), epochs=50, batch_size=8)
     assert history.diverged and history.n_steps <= 200
-    assert not np.isfinite(history.steps["loss"][-1]) or \
-        not np.isfinite(history.steps["grad_norm"][-1])
+    loss, norm = history.steps["loss"][-1], history.steps["grad_norm"][-1]
+    assert not np.isfinite(loss) or not np.isfinite(norm)
+    expected = "non-finite loss" if not np.isfinite(loss) else "non-finite gradient"
+    assert history.divergence_cause == expected
+    assert history.n_steps == history.diverged_step + 1  # the refused step is the last row
 
 
 @pytest.mark.parametrize("batch_size,steps", [(None, 1), (1, 20), (6, 4)])

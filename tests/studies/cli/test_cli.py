@@ -32,7 +32,14 @@ def test_train_records_divergence_without_crashing(capsys):
     code = main(["train", "--dataset", "digits", "--hidden", "32", "--epochs", "5",
                  "--optimizer", "sgd", "--lr", "1e6", "--dtype", "float64"])
     assert code == 0
-    assert "diverged at optimizer step" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "diverged at optimizer step" in out and "the step was not applied" in out
+    cause = out.split("diverged at optimizer step")[1].split(":")[1].split(";")[0].strip()
+    assert cause.startswith("non-finite")
+    table = [line for line in out.split("update/W\n")[1].splitlines()
+             if line.split() and line.split()[0].isdigit()]
+    # the refused step changed no weight: no norm or update ratio is shown for it
+    assert table and all(line.split()[-2:] == ["-", "-"] for line in table)
 
 
 @pytest.mark.parametrize("args,message", [
