@@ -16,10 +16,12 @@ or not applicable to the activation) never fire. Gradient labels read layer rows
 with a per-step kernel record (history steps, or without a history the rows whose w_norm is
 set), so a NaN of a metric-only row is not taken for a non-finite gradient. Labels are not
 exclusive. "The loss" below is the whole-training-set `train_loss` where recorded, else the
-per-step `loss`; L0 is its first recorded value, L_end its last. For a cross-entropy run on K
-classes the bar of learning is L_ref = min(L0, ln K), the cross-entropy of the uniform guess (a
-net that starts above it and only learns its output biases has learned nothing); else (MSE,
-regression) L_ref = L0.
+per-step `loss`; L0 is its first recorded value, L_end its last. The bar of learning is the loss
+of the best prediction that ignores the inputs, where it is lower than L0 (a net that starts
+above it and only learns its output biases has learned nothing): L_ref = min(L0, ln K) for a
+cross-entropy run on K classes (the uniform guess), min(L0, sum_j Var(t_j)) for MSE regression
+whose targets' total variance is given (predicting their mean), else L0 (MSE on classes: there
+the chance-accuracy test below tells a net that learned nothing).
 
 - vanishing: r_l = ||dL/dW_l|| / ||dL/dW_L|| < vanishing_ratio (run: l = 1; layer l < L: r_l),
   or (absolute, so a net that collapses uniformly is seen) ||Delta W_l|| / ||W_l|| <
@@ -237,17 +239,17 @@ def _run_step_labels(history, t, run):
         _fire(run, "diverged", _holds_from(curve_steps, curve > (1 + t.final_rise) * curve[0]))
 
 
-def _reference(initial, ce_classes):
-    """L_ref = min(L0, ln K) for cross-entropy on K = ce_classes classes, else L0."""
-    return min(initial, math.log(ce_classes)) if ce_classes else initial
+def _reference(initial, cap):
+    """L_ref = min(L0, cap), cap the loss of the best input-free prediction (None: L0)."""
+    return min(initial, cap) if cap is not None else initial
 
 
-def _stalled_label(history, t, run, n_classes, ce_classes):
+def _stalled_label(history, t, run, n_classes, cap):
     if "diverged" in run:
         return
     steps, loss = _loss_curve(history)
     if loss.size >= 2 and loss[0] > 0:
-        bar = (1 - t.min_improvement) * _reference(loss[0], ce_classes)
+        bar = (1 - t.min_improvement) * _reference(loss[0], cap)
         _fire(run, "stalled", _holds_from(steps, loss > bar))
     if n_classes and "train_accuracy" in history:
         h = _by_step(history, ("step", "train_accuracy"))
@@ -273,7 +275,7 @@ def softmax_classes(layers):
     return int(k)
 
 
-def _not_learned(history, t, steps, ce_classes):
+def _not_learned(history, t, steps, cap):
     """Boolean per step of `steps`: the loss there still above (1 - min_improvement) L_ref
     (True everywhere without a loss history). A step without a loss takes the last one
     before it in `steps`."""
@@ -291,10 +293,10 @@ def _not_learned(history, t, steps, ce_classes):
     np.maximum.accumulate(filled, out=filled)
     at = np.where(filled >= 0, at[np.maximum(filled, 0)], np.nan)
     with np.errstate(invalid="ignore"):
-        return ~(at <= (1 - t.min_improvement) * _reference(curve[0], ce_classes))
+        return ~(at <= (1 - t.min_improvement) * _reference(curve[0], cap))
 
 
-def _gradient_labels(layers, steps, t, per_layer, run, history, ce_classes):
+def _gradient_labels(layers, steps, t, per_layer, run, history, cap):
     idx, cols, w = _wide(layers, "w_grad_norm", steps)
     if not w.size:
         return
@@ -313,7 +315,7 @@ def _gradient_labels(layers, steps, t, per_layer, run, history, ce_classes):
         update = _wide(layers, "update_ratio", steps)[2]
         with np.errstate(invalid="ignore"):
             small = (update < t.vanishing_update) & \
-                _not_learned(history, t, idx, ce_classes)[:, None]
+                _not_learned(history, t, idx, cap)[:, None]
         vanish |= small
         run_vanish |= vanish[:, 0] | small.all(axis=1)
     for j, layer in enumerate(cols):
@@ -323,7 +325,22 @@ def _gradient_labels(layers, steps, t, per_layer, run, history, ce_classes):
     _fire(run, "exploding", _first(idx, explode[:, 0] | nonfinite.any(axis=1)))
 
 
-def label_columns(history, layers, thresholds=None, n_classes=None, loss=None):
+def _learning_cap(n_classes, loss, target_variance):
+    """The loss of the best input-free prediction, which caps L_ref: ln K for cross-entropy on K
+    classes; the targets' total variance for MSE regression (when given, positive and finite);
+    else None. MSE on classes keeps L0: there chance accuracy tells a net that learned nothing,
+    and a net that classifies above chance with confident outputs can still have a squared
+    error above the mean's."""
+    if loss == "cross_entropy" and n_classes:
+        return math.log(n_classes)
+    if loss == "mse" and not n_classes and target_variance is not None \
+            and 0 < target_variance < math.inf:
+        return float(target_variance)
+    return None
+
+
+def label_columns(history, layers, thresholds=None, n_classes=None, loss=None,
+                  target_variance=None):
     """label_run on tables given as dicts of NumPy columns (what a run builds; no pandas):
     (run_labels, [(layer, label, first_step), ...] sorted by layer, step)."""
     t = thresholds if isinstance(thresholds, Thresholds) else Thresholds.from_dict(thresholds)
@@ -332,7 +349,7 @@ def label_columns(history, layers, thresholds=None, n_classes=None, loss=None):
     if n_classes is None:
         n_classes = softmax_classes(layers)
         loss = "cross_entropy" if n_classes and loss is None else loss
-    ce_classes = n_classes if n_classes and loss == "cross_entropy" else None
+    cap = _learning_cap(n_classes, loss, target_variance)
     has_history = _n_rows(history) > 0 and "step" in history
     if has_history and "loss" in history:
         _run_step_labels(history, t, run)
@@ -344,7 +361,7 @@ def label_columns(history, layers, thresholds=None, n_classes=None, loss=None):
             steps = np.asarray(layers["step"])[~np.isnan(_floats(layers["w_norm"]))]
         if "w_grad_norm" in layers:
             _gradient_labels(layers, steps, t, per_layer, run,
-                             history if has_history and "loss" in history else None, ce_classes)
+                             history if has_history and "loss" in history else None, cap)
         for column in ("dead_fraction", "saturated_fraction"):
             if column not in layers:
                 continue
@@ -357,7 +374,7 @@ def label_columns(history, layers, thresholds=None, n_classes=None, loss=None):
                 _fire(per_layer[int(layer)], label, step)
                 _fire(run, label, step)
     if has_history and "loss" in history:
-        _stalled_label(history, t, run, n_classes, ce_classes)
+        _stalled_label(history, t, run, n_classes, cap)
     starts = [np.min(frame["step"]) for frame in (history, layers)
               if _n_rows(frame) and "step" in frame]
     if not starts:
@@ -370,16 +387,17 @@ def label_columns(history, layers, thresholds=None, n_classes=None, loss=None):
     return dict(_ordered(run)) if run else {HEALTHY: start}, rows
 
 
-def label_run(history, layers, thresholds=None, n_classes=None, loss=None):
+def label_run(history, layers, thresholds=None, n_classes=None, loss=None, target_variance=None):
     """(run_labels, layer_labels): {label: first step} ({"healthy": first step} when none fired;
     {} without any rows), and a DataFrame (layer, label, first_step) sorted by layer, step.
     n_classes: K of a classification run (chance accuracy 1/K), 0 for regression; None reads it
     off a softmax output layer (softmax_classes, the loss then taken for cross-entropy), else
     the accuracy test of `stalled` is skipped. loss: the run's loss name ("cross_entropy" gives
-    the ln K bar of learning).
+    the ln K bar of learning; "mse" on a regression task with target_variance, sum_j Var(t_j)
+    of the training targets, the bar of predicting their mean).
     history, layers: DataFrames (or dicts of columns); the labels are label_columns'."""
     import pandas as pd
-    run, rows = label_columns(history, layers, thresholds, n_classes, loss)
+    run, rows = label_columns(history, layers, thresholds, n_classes, loss, target_variance)
     table = pd.DataFrame(rows, columns=list(LAYER_LABEL_COLUMNS))
     if rows:
         table = table.astype({"layer": np.int64, "first_step": np.int64})

@@ -167,8 +167,9 @@ class RunLog:
         """(run_row, history columns, layers columns) of the finished run; the run row's
         divergence_cause says what stopped a diverged run (a non-finite loss, gradient or
         update, or the loss factor), so an exploding gradient is told from an invalid update."""
+        variance = target_variance(net, self.splits[0][2] if self.splits else None)
         run, hist, lay = _summarize(self.config, net, self.history, self.layers, self.status,
-                                    self.thresholds, self.train_time, compile_time)
+                                    self.thresholds, self.train_time, compile_time, variance)
         run["divergence_cause"] = self.divergence_cause
         return run, hist, lay
 
@@ -259,11 +260,23 @@ def task_classes(net, hist):
     return int(net.sizes[-1]) if "train_accuracy" in hist else 0
 
 
-def _summarize(config, net, history, layers, status, thresholds, train_time, compile_time):
+def target_variance(net, targets):
+    """sum_j Var(t_j) over the training targets of an MSE run: the train_loss of predicting
+    their mean (MSE summed over outputs, averaged over rows, as split_scores), which bounds the
+    bar of learning of a regression run; NaN for cross-entropy or without targets."""
+    if net.loss_name != "mse" or targets is None or not len(targets):
+        return np.nan
+    t = np.asarray(targets, np.float64)
+    return float(((t - t.mean(axis=0)) ** 2).sum() / len(t))
+
+
+def _summarize(config, net, history, layers, status, thresholds, train_time, compile_time,
+               variance=np.nan):
     hist = history_columns(history)
     lay = layer_columns_of(layers)
     n_classes = task_classes(net, hist)
-    run_labels, layer_rows = label_columns(hist, lay, thresholds, n_classes, net.loss_name)
+    run_labels, layer_rows = label_columns(hist, lay, thresholds, n_classes, net.loss_name,
+                                           variance)
     loss = hist["loss"]
     finite = loss[np.isfinite(loss)]
 
@@ -278,7 +291,7 @@ def _summarize(config, net, history, layers, status, thresholds, train_time, com
            "steps_done": int(hist["step"].max()), "labels": format_labels(run_labels),
            "train_time": float(train_time), "compile_time": float(compile_time),
            "n_params": int(net.n_params), "n_classes": n_classes,
-           "loss_function": net.loss_name}
+           "loss_function": net.loss_name, "target_variance": variance}
     for label in LABELS:
         run[f"first_{label}"] = int(run_labels[label]) if label in run_labels else -1
     text = layer_label_text(layer_rows)

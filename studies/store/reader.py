@@ -65,13 +65,14 @@ def relabel_run(tables, thresholds):
         return tables
     layers = tables["layers"]
     lay = layers.drop_columns([c for c in ("layer_labels",) if c in layers.column_names])
-    n_classes = loss = None  # a store written before runs recorded their K: read off softmax
+    # a store written before runs recorded their task: K is read off a softmax output
+    n_classes = loss = variance = None
     if "n_classes" in run.column_names and run.column("n_classes")[0].is_valid:
         n_classes = int(run.column("n_classes")[0].as_py())
-        loss = run.column("loss_function")[0].as_py() if "loss_function" in run.column_names \
-            else None
+        loss = _first(run, "loss_function")
+        variance = _first(run, "target_variance")
     run_labels, per_layer = label_run(history.to_pandas(), lay.to_pandas(), thresholds,
-                                      n_classes, loss)
+                                      n_classes, loss, variance)
     run = _set_column(run, "labels", [format_labels(run_labels)])
     for label in FIRST_LABELS:
         run = _set_column(run, f"first_{label}", [int(run_labels.get(label, -1))])
@@ -83,6 +84,11 @@ def relabel_run(tables, thresholds):
                   for k in layers.column("layer").to_pylist()]
         layers = _set_column(layers, "layer_labels", pa.array(values, pa.string()))
     return {**tables, "run": run, "layers": layers}
+
+
+def _first(table, column):
+    """The first value of a column (None when the table lacks it)."""
+    return table.column(column)[0].as_py() if column in table.column_names else None
 
 
 def _rows_of(table, run_ids):

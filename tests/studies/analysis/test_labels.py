@@ -328,3 +328,54 @@ def test_the_ln_k_bar_of_learning_is_cross_entropys_only():
     assert "stalled" in label_columns(history, {}, None, 10, "cross_entropy")[0]
     regression = {"step": steps, "loss": history["loss"]}
     assert label_columns(regression, {}, None, 0, "mse")[0] == {"healthy": 0}
+
+
+def test_an_mse_run_must_beat_predicting_the_mean_of_its_targets():
+    """Its bar of learning is min(L0, sum_j Var(t_j)): falling from 5 to just below the mean
+    predictor's loss is no learning; without the variance the bar is L0 alone."""
+    from studies.analysis.labels import label_columns
+    steps = np.arange(0, 60, 10)
+    history = {"step": steps, "loss": np.geomspace(5.0, 0.98, len(steps))}
+    assert set(label_columns(history, {}, None, 0, "mse", 1.0)[0]) == {"stalled"}
+    assert label_columns(history, {}, None, 0, "mse", 1.5)[0] == {"healthy": 0}
+    assert label_columns(history, {}, None, 0, "mse", None)[0] == {"healthy": 0}
+    assert label_columns(history, {}, None, 0, "mse", float("nan"))[0] == {"healthy": 0}
+    # the variance caps the bar of MSE regression only: cross-entropy keeps ln K, and MSE on
+    # classes its L0 (chance accuracy tells there; this run ends at 60%)
+    assert label_columns(history, {}, None, 10, "cross_entropy", 1.0)[0] == {"healthy": 0}
+    on_classes = {**history, "train_accuracy": np.linspace(0.1, 0.6, len(steps))}
+    assert label_columns(on_classes, {}, None, 10, "mse", 1.0)[0] == {"healthy": 0}
+
+
+def test_a_regression_net_that_only_learns_the_targets_mean_is_stalled(tmp_path):
+    """Targets 3 + noise, independent of the inputs: all a net can learn is their mean, which
+    takes the loss from about 10 to about 1 (a 90% fall, that the L0 bar alone calls learning);
+    the runner's target_variance bar calls it stalled, and so does the store on relabelling."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "noise.npz"
+    np.savez(path, x_train=rng.normal(size=(400, 8)), y_train=3.0 + rng.normal(size=(400, 1)),
+             x_test=rng.normal(size=(100, 8)), y_test=3.0 + rng.normal(size=(100, 1)))
+    r = runner_results(tmp_path, "mean_only", dataset=str(path), n_samples=None, depth=1,
+                       activation="tanh", loss="mse", output_activation="identity", lr=0.05)
+    row = r.runs.iloc[0]
+    final, initial = final_and_initial(r)
+    assert row["n_classes"] == 0 and abs(row["target_variance"] - 1.0) < 0.2
+    assert final < 0.3 * initial and final > 0.95 * row["target_variance"]
+    run = parse_labels(row["labels"])
+    assert "stalled" in run and "healthy" not in run
+    assert label_run(r.history, r.layers, n_classes=0, loss="mse")[0] == {"healthy": 0}
+    assert studies.load(tmp_path / "mean_only", thresholds={}).runs["labels"].iloc[0] == \
+        row["labels"]
+
+
+def test_the_runner_records_the_variance_of_an_mse_runs_training_targets(tmp_path):
+    """One-hot targets of 10 near-balanced classes: sum_j p_j (1 - p_j) = 1 - sum_j p_j^2,
+    at most 0.9; the relabelled store gives the stored labels."""
+    r = runner_results(tmp_path, "mse_var", depth=1, activation="tanh", loss="mse",
+                       output_activation="identity", lr=0.05)
+    row = r.runs.iloc[0]
+    assert 0.88 < row["target_variance"] <= 0.9
+    assert studies.load(tmp_path / "mse_var", thresholds={}).runs["labels"].iloc[0] == \
+        row["labels"]
+    ce = runner_results(tmp_path, "ce_var", depth=1, activation="tanh", lr=0.05)
+    assert pd.isna(ce.runs["target_variance"].iloc[0])  # none for cross-entropy
