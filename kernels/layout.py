@@ -45,6 +45,12 @@ DIVERGENCE_CAUSES = {DIVERGED_LOSS: "non-finite loss", DIVERGED_GRADIENT: "non-f
                      DIVERGED_UPDATE: "non-finite update (finite loss and gradient)"}
 
 
+def divergence_cause(status):
+    """What a Record's status[0] code says stopped the step ("non-finite step" for a code
+    without a name)."""
+    return DIVERGENCE_CAUSES.get(int(status), "non-finite step")
+
+
 def build_netspec(sizes, act_codes, act_params, batchnorm, loss_code, bn_eps, bn_momentum):
     """NetSpec and the parameter count for layer widths `sizes` (n_0, ..., n_L)."""
     n_layers = len(sizes) - 1

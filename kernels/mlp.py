@@ -11,7 +11,7 @@ from .clipping import Clip
 from .curvature import CurvatureMixin
 from .init import INITS, sample_biases, sample_weights
 from .layer_stats import output_scores
-from .layout import DIVERGENCE_CAUSES, allocate_record, allocate_workspace, build_netspec, \
+from .layout import allocate_record, allocate_workspace, build_netspec, divergence_cause, \
     pack_netspec, pack_record, pack_workspace, running_stats_buffer
 from .losses import LOSSES
 from .optimizers import Optimizer
@@ -384,7 +384,7 @@ class MLP(CurvatureMixin):
             rec = target
         if rec.status[0]:
             step = opt.step_count
-            cause = DIVERGENCE_CAUSES.get(int(rec.status[0]), "non-finite step")
+            cause = divergence_cause(rec.status[0])
             raise DivergenceError(f"{cause} at optimizer step {step + 1} (loss "
                                   f"{rec.loss[done]!r}, gradient norm {rec.grad_norm[done]!r}); "
                                   f"the step was not applied", step)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .layout import DIVERGENCE_CAUSES, allocate_record
+from .layout import allocate_record, divergence_cause
 from .validation import check_positive_int
 
 class DivergenceError(FloatingPointError):
@@ -141,8 +141,7 @@ def fit_runs(engine, x, y, opts, clips, seeds, epochs=1, batch_size=None, shuffl
                 continue
             if engine.frozen[r]:
                 history.diverged, history.diverged_step = True, int(counts[r])
-                history.divergence_cause = DIVERGENCE_CAUSES.get(int(recs[r].status[0]),
-                                                                 "non-finite step")
+                history.divergence_cause = divergence_cause(recs[r].status[0])
                 chunks[r].append((recs[r], int(done[r]) + 1))
                 continue
             chunks[r].append((recs[r], int(done[r])))

@@ -12,7 +12,7 @@ import traceback
 
 import numpy as np
 
-from kernels.layout import DIVERGENCE_CAUSES
+from kernels.layout import divergence_cause
 from kernels.validation import check_targets
 
 from studies.analysis.labels import LABELS, Thresholds, diverged_now, format_labels, \
@@ -141,7 +141,7 @@ class RunLog:
         evals, stats = measured
         if nonfinite:  # the kernel's status code: which quantity of the step was not finite
             self.status = "diverged"
-            self.divergence_cause = DIVERGENCE_CAUSES.get(int(nonfinite), "non-finite step")
+            self.divergence_cause = divergence_cause(nonfinite)
         if self.initial_loss is None:
             self.initial_loss = evals["train_loss"]  # the whole training set, before any update
         history = self.history  # the step's own row: record row 0, the chunk's first step
@@ -167,9 +167,11 @@ class RunLog:
         """(run_row, history columns, layers columns) of the finished run; the run row's
         divergence_cause says what stopped a diverged run (a non-finite loss, gradient or
         update, or the loss factor), so an exploding gradient is told from an invalid update."""
+        n_classes = int(net.sizes[-1]) if self.data.task == "classification" else 0
         variance = target_variance(net, self.splits[0][2] if self.splits else None)
         run, hist, lay = _summarize(self.config, net, self.history, self.layers, self.status,
-                                    self.thresholds, self.train_time, compile_time, variance)
+                                    self.thresholds, self.train_time, compile_time,
+                                    (n_classes, variance))
         run["divergence_cause"] = self.divergence_cause
         return run, hist, lay
 
@@ -253,13 +255,6 @@ def layer_columns_of(blocks):
     return {name: np.concatenate([b[name] for b in blocks]) for name in blocks[0]}
 
 
-def task_classes(net, hist):
-    """K, the number of classes of a classification run (one output unit per class; the runner
-    records accuracy for classification tasks only), whatever its loss and output activation;
-    0 for regression."""
-    return int(net.sizes[-1]) if "train_accuracy" in hist else 0
-
-
 def target_variance(net, targets):
     """sum_j Var(t_j) over the training targets of an MSE run: the train_loss of predicting
     their mean (MSE summed over outputs, averaged over rows, as split_scores), which bounds the
@@ -271,10 +266,11 @@ def target_variance(net, targets):
 
 
 def _summarize(config, net, history, layers, status, thresholds, train_time, compile_time,
-               variance=np.nan):
+               task):
+    """task: (K classes, one output unit each, 0 for regression; target_variance)."""
+    n_classes, variance = task
     hist = history_columns(history)
     lay = layer_columns_of(layers)
-    n_classes = task_classes(net, hist)
     run_labels, layer_rows = label_columns(hist, lay, thresholds, n_classes, net.loss_name,
                                            variance)
     loss = hist["loss"]

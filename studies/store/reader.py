@@ -65,12 +65,9 @@ def relabel_run(tables, thresholds):
         return tables
     layers = tables["layers"]
     lay = layers.drop_columns([c for c in ("layer_labels",) if c in layers.column_names])
-    # a store written before runs recorded their task: K is read off a softmax output
-    n_classes = loss = variance = None
-    if "n_classes" in run.column_names and run.column("n_classes")[0].is_valid:
-        n_classes = int(run.column("n_classes")[0].as_py())
-        loss = _first(run, "loss_function")
-        variance = _first(run, "target_variance")
+    # None in a store written before runs recorded their task: K is read off a softmax output
+    n_classes = _first(run, "n_classes")
+    loss, variance = _first(run, "loss_function"), _first(run, "target_variance")
     run_labels, per_layer = label_run(history.to_pandas(), lay.to_pandas(), thresholds,
                                       n_classes, loss, variance)
     run = _set_column(run, "labels", [format_labels(run_labels)])
@@ -128,8 +125,9 @@ def _typed_nulls(tables, untyped=None):
 
 def _concat(tables, untyped=None):
     """One DataFrame of the non-empty tables in order, equal to concatenating their pandas
-    frames (pd.concat, ignore_index) once all-null columns are typed: tables of one schema are joined in Arrow and converted
-    once; several schemas are converted per schema, joined, and put back in order."""
+    frames (pd.concat, ignore_index) once all-null columns are typed: tables of one schema are
+    joined in Arrow and converted once; several schemas are converted per schema, joined, and
+    put back in order."""
     tables = _typed_nulls([t for t in tables if t.num_rows], untyped)
     if not tables:
         return pd.DataFrame()

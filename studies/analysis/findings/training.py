@@ -57,12 +57,12 @@ def activations(results):
     return out
 
 
-def _tuned_text(best, names, never=()):
-    """rates_text of the methods that learn, and which learn at no rate of the grid."""
-    tuned = {k: b for k, b in best.items() if k not in never}
+def _tuned_text(best, names):
+    """rates_text of the methods that learn, then which learn at no rate of the grid."""
+    tuned = {k: b for k, b in best.items() if b.learns}
     parts = [rates_text(tuned, names)] if tuned else []
-    parts += [f"{names(k)} learns at no rate of {best[k][1][0]:g}-{best[k][1][-1]:g}"
-              for k in never]
+    parts += [f"{names(k)} learns at no rate of {b.grid[0]:g}-{b.grid[-1]:g}"
+              for k, b in best.items() if not b.learns]
     return "; ".join(parts)
 
 
@@ -71,7 +71,6 @@ def losses(results):
     """Cross-entropy against each MSE objective, every (objective, gain) at its own best rate."""
     results, best = at_best_rates(results, ("objective", "gain"))
     runs = runs_with(results, ["objective", "gain"])
-    never = [k for k, b in best.items() if not b.learns]  # stalled (chance accuracy) everywhere
     tuning = any(len(b[1]) > 1 for b in best.values())
     ce = "cross_entropy+softmax"
     checks, parts = [], []
@@ -84,9 +83,8 @@ def losses(results):
         parts.append(f"gain {gain:g}: " + ", ".join(f"{o} {band(v)}" for o, v in acc.items()))
     rates = ""
     if tuning:
-        checks += inside_checks({k: b for k, b in best.items() if k not in never})
-        rates = "; each at its best rate: " + _tuned_text(
-            best, lambda k: f"{k[0]} gain {k[1]:g}", never)
+        checks += inside_checks(best)  # leaves out what learns at no rate (stalled everywhere)
+        rates = "; each at its best rate: " + _tuned_text(best, lambda k: f"{k[0]} gain {k[1]:g}")
     return [row("losses", "softmax cross-entropy classifies better than MSE",
                 "report sec. 3.2", "test accuracy (mean over seeds) of cross-entropy above each "
                 "MSE objective at every init gain, each (objective, gain) at its own best rate "
