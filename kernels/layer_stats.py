@@ -8,7 +8,8 @@ workspace, for the first n rows:
   float64 summed as NumPy sums (`np.mean(v, dtype=float64)`, `np.std`: pairwise sums of 8
   lanes, blocks of 128, over cast buffers of BUFFER entries), and the exact percentiles
   PERCENTILES (linear interpolation between order statistics, kernels.order_stats; g also its
-  2nd percentile);
+  2nd percentile); the order statistics of a non-decreasing activation's output are f of
+  those of its input, proved by counting instead of selected again;
 - unit0_p15/p50/p85: percentiles of unit 0's activation input over the rows;
 - saturated: entries in the flat tails (tanh |a| > TANH_SATURATION; sigmoid a < SIGMOID_LOW or
   a > SIGMOID_HIGH; thresholds in the buffer's dtype), NaN for other activations.
@@ -26,8 +27,9 @@ References: `layer_summaries_reference`, `evaluation_rows_reference` (NumPy).
 import numpy as np
 
 from ._jit import kernel, kernel_exact_order, kernel_inline
-from .activations import SIGMOID, TANH
-from .order_stats import order_statistics
+from .activations import activation_forward, ELU, IDENTITY, LEAKY_RELU, RELU, SIGMOID, TANH
+from . import vecmath as V
+from .order_stats import order_statistics, proved_order_statistics
 from .step import _pre_activation, predict_rows
 
 TANH_SATURATION = 0.97   # tanh saturated: |a| > 0.97 (tanh'(h) < 0.06)
@@ -51,8 +53,9 @@ BLOCK = 128              # NumPy's pairwise-sum block
 
 @kernel_inline
 def _term(v, i, centre, squared):
-    """Entry i of v in float64, or its squared deviation (v_i - centre)^2 with `squared` (no
-    fused multiply-add: the square is rounded before it is summed, as NumPy's std does)."""
+    """Entry i (uint64) of v in float64, or its squared deviation (v_i - centre)^2 with
+    `squared` (no fused multiply-add: the square is rounded before it is summed, as NumPy's std
+    does)."""
     x = float(v[i])
     if squared:
         d = x - centre
@@ -60,31 +63,36 @@ def _term(v, i, centre, squared):
     return x
 
 
+U1, U2, U3, U4, U5, U6, U7, U8 = (np.uint64(k) for k in range(1, 9))
+
+
 @kernel_exact_order
 def _block_sum(v, lo, n, centre, squared):
-    """NumPy's sum of a block of n <= BLOCK terms: in order below 8, else 8 lanes."""
-    if n < 8:
+    """NumPy's sum of a block of n <= BLOCK terms: in order below 8, else 8 lanes. Indices are
+    unsigned (no negative-index wraparound), so the eight lanes vectorize."""
+    start, count = np.uint64(lo), np.uint64(n)
+    if count < U8:
         res = 0.0
-        for i in range(lo, lo + n):
+        for i in range(start, start + count):
             res += _term(v, i, centre, squared)
         return res
-    r0, r1 = _term(v, lo, centre, squared), _term(v, lo + 1, centre, squared)
-    r2, r3 = _term(v, lo + 2, centre, squared), _term(v, lo + 3, centre, squared)
-    r4, r5 = _term(v, lo + 4, centre, squared), _term(v, lo + 5, centre, squared)
-    r6, r7 = _term(v, lo + 6, centre, squared), _term(v, lo + 7, centre, squared)
-    end = n - n % 8
-    for i in range(8, end, 8):
-        r0 += _term(v, lo + i, centre, squared)
-        r1 += _term(v, lo + i + 1, centre, squared)
-        r2 += _term(v, lo + i + 2, centre, squared)
-        r3 += _term(v, lo + i + 3, centre, squared)
-        r4 += _term(v, lo + i + 4, centre, squared)
-        r5 += _term(v, lo + i + 5, centre, squared)
-        r6 += _term(v, lo + i + 6, centre, squared)
-        r7 += _term(v, lo + i + 7, centre, squared)
+    r0, r1 = _term(v, start, centre, squared), _term(v, start + U1, centre, squared)
+    r2, r3 = _term(v, start + U2, centre, squared), _term(v, start + U3, centre, squared)
+    r4, r5 = _term(v, start + U4, centre, squared), _term(v, start + U5, centre, squared)
+    r6, r7 = _term(v, start + U6, centre, squared), _term(v, start + U7, centre, squared)
+    end = start + count - count % U8
+    for b in range(start + U8, end, U8):
+        r0 += _term(v, b, centre, squared)
+        r1 += _term(v, b + U1, centre, squared)
+        r2 += _term(v, b + U2, centre, squared)
+        r3 += _term(v, b + U3, centre, squared)
+        r4 += _term(v, b + U4, centre, squared)
+        r5 += _term(v, b + U5, centre, squared)
+        r6 += _term(v, b + U6, centre, squared)
+        r7 += _term(v, b + U7, centre, squared)
     res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    for i in range(end, n):
-        res += _term(v, lo + i, centre, squared)
+    for i in range(end, start + count):
+        res += _term(v, i, centre, squared)
     return res
 
 
@@ -125,16 +133,21 @@ def _pairwise(v, lo, n, centre, squared):
 
 
 @kernel_exact_order
-def _percentiles_into(values, qs, out, at):
-    """out[at + k] = np.percentile(values, qs[k]) (linear) from exact order statistics, written
-    as metrics computed it: a + (b - a) t for t < 0.5, else b - (b - a)(1 - t)."""
-    n = values.shape[0]
+def _percentile_ranks(n, qs):
+    """The order statistics np.percentile interpolates between: floor(q/100 (n-1)) and the
+    next one, for each q of qs."""
     ranks = np.empty(2 * qs.shape[0], np.int64)
     for k in range(qs.shape[0]):
         lo = int(qs[k] / 100.0 * (n - 1))
         ranks[2 * k] = lo
         ranks[2 * k + 1] = min(lo + 1, n - 1)
-    found = order_statistics(values, ranks)
+    return ranks
+
+
+@kernel_exact_order
+def _interpolate_into(found, qs, n, out, at):
+    """out[at + k] = np.percentile (linear) from the order statistics of _percentile_ranks,
+    written as metrics computed it: a + (b - a) t for t < 0.5, else b - (b - a)(1 - t)."""
     for k in range(qs.shape[0]):
         pos = qs[k] / 100.0 * (n - 1)
         t = pos - int(pos)
@@ -143,12 +156,21 @@ def _percentiles_into(values, qs, out, at):
 
 
 @kernel_exact_order
-def _summary_into(values, out, at):
-    """mean, std (as NumPy's, in float64) and PERCENTILES of the entries of values into
-    out[at:at + N_STATS]. The mean sums float32 entries cast in buffers of BUFFER (NumPy's
-    float64 sum of a float32 array) and float64 ones in one pairwise sum; the variance sums the
-    float64 squared deviations in one pairwise sum. Terms are cast as they are summed, so no
-    copy is made."""
+def _percentiles_into(values, qs, out, at):
+    """out[at + k] = np.percentile(values, qs[k]) (linear) from exact order statistics;
+    returns those order statistics."""
+    n = values.shape[0]
+    found = order_statistics(values, _percentile_ranks(n, qs))
+    _interpolate_into(found, qs, n, out, at)
+    return found
+
+
+@kernel_exact_order
+def _moments_into(values, out, at):
+    """out[at], out[at + 1] = mean and std of the entries of values, as NumPy's in float64:
+    the mean sums float32 entries cast in buffers of BUFFER (NumPy's float64 sum of a float32
+    array) and float64 ones in one pairwise sum; the variance sums the float64 squared
+    deviations in one pairwise sum. Terms are cast as they are summed, so no copy is made."""
     n = values.shape[0]
     chunk = n if values.itemsize == 8 else BUFFER  # float64 entries are summed uncast
     total = 0.0
@@ -157,7 +179,29 @@ def _summary_into(values, out, at):
     mean = total / n
     out[at] = mean
     out[at + 1] = np.sqrt(_pairwise(values, 0, n, mean, True) / n)
-    _percentiles_into(values, np.array(PERCENTILES), out, at + 2)
+
+
+@kernel_exact_order
+def _summary_into(values, out, at):
+    """mean, std and PERCENTILES of the entries of values into out[at:at + N_STATS]; returns
+    the order statistics the percentiles came from."""
+    _moments_into(values, out, at)
+    return _percentiles_into(values, np.array(PERCENTILES), out, at + 2)
+
+
+@kernel_exact_order
+def _image_summary_into(values, pre_found, code, param, out, at):
+    """_summary_into of values = f(pre) (the output of a non-decreasing activation f) given
+    pre_found, the order statistics of pre that _summary_into(pre) returned: f of those are the
+    order statistics of values, proved by counting (order_stats.proved_order_statistics), the
+    same bits as selecting them."""
+    _moments_into(values, out, at)
+    n = values.shape[0]
+    qs = np.array(PERCENTILES)
+    guess = np.empty(pre_found.shape[0], values.dtype)
+    activation_forward(guess, pre_found.astype(values.dtype), code, param)
+    found = proved_order_statistics(values, guess.astype(np.float64), _percentile_ranks(n, qs))
+    _interpolate_into(found, qs, n, out, at + 2)
 
 
 @kernel
@@ -182,17 +226,32 @@ def _flat(buf, net, work, layer, n):
     return buf[start:start + n * net.sizes[layer + 1]]
 
 
+@kernel_inline
+def _non_decreasing(code):
+    """Activations that are non-decreasing functions of their input, entry by entry (leaky
+    ReLU and ELU: their parameter is non-negative). proved_order_statistics checks each answer
+    anyway."""
+    return code == IDENTITY or code == SIGMOID or code == TANH or code == RELU \
+        or code == LEAKY_RELU or code == ELU
+
+
 @kernel
 def layer_summaries(net, work, n, backward, out):
     """out[l, :] = the SUMMARY_COLUMNS of layer l over the first n rows of the workspace."""
     out[:] = np.nan
     for layer in range(net.sizes.shape[0] - 1):
         row = out[layer]
-        _summary_into(_flat(work.z, net, work, layer, n), row, 0)
+        pre = _flat(work.z, net, work, layer, n)
+        pre_found = _summary_into(pre, row, 0)
         if net.bn[layer]:
-            _summary_into(_flat(work.h, net, work, layer, n), row, N_STATS)
+            pre = _flat(work.h, net, work, layer, n)
+            pre_found = _summary_into(pre, row, N_STATS)
         a = _flat(work.a, net, work, layer, n)
-        _summary_into(a, row, 2 * N_STATS)
+        if _non_decreasing(net.act_code[layer]):
+            _image_summary_into(a, pre_found, net.act_code[layer], net.act_param[layer],
+                                row, 2 * N_STATS)
+        else:
+            _summary_into(a, row, 2 * N_STATS)
         h = _pre_activation(net, work, layer, n)
         unit0 = np.empty(n, h.dtype)
         for r in range(n):
@@ -256,7 +315,52 @@ def output_scores(out, targets, classification):
     """(loss, accuracy) of a network's float64 output rows against float64 targets (one-hot
     for classes): MSE sum_j (out - t)^2 / N and accuracy None; or, from the logits z,
     cross-entropy through a float64 log-sum-exp (exact however confident and wrong) and the
-    argmax accuracy."""
+    argmax accuracy (cross_entropy_scores)."""
+    if not classification:
+        return float(((out - targets) ** 2).sum() / len(out)), None
+    loss, hits = cross_entropy_scores(out, targets)
+    return float(loss), hits / len(out)
+
+
+@kernel_exact_order
+def cross_entropy_scores(z, targets):
+    """(mean over rows of sum_k t_k (lse - z_k), rows whose first largest logit is the first
+    largest target) of float64 logits z and targets, lse = m + log sum_k exp(z_k - m) with m the
+    row's largest logit (exp: vecmath's, within 2 ulp, in one vector pass; a NaN logit counts as
+    the largest, as in np.argmax). Rows are summed in order."""
+    n, width = z.shape
+    shifted = np.empty(n * width, np.float64)
+    top = np.empty(n, np.float64)
+    hits = 0
+    for i in range(n):
+        m, best = z[i, 0], 0
+        label, most = 0, targets[i, 0]
+        for k in range(1, width):
+            if z[i, k] > m or (z[i, k] != z[i, k] and m == m):  # NaN first, as np.argmax
+                m, best = z[i, k], k
+            if targets[i, k] > most:
+                label, most = k, targets[i, k]
+        top[i] = m
+        hits += best == label
+        for k in range(width):
+            shifted[i * width + k] = z[i, k] - m
+    for j in range(np.uint64(n * width)):
+        shifted[j] = V.exp(shifted[j])
+    total = 0.0
+    for i in range(n):
+        s = 0.0
+        for k in range(width):
+            s += shifted[i * width + k]
+        lse = top[i] + np.log(s)
+        row = 0.0
+        for k in range(width):
+            row += targets[i, k] * (lse - z[i, k])
+        total += row
+    return total / n, hits
+
+
+def output_scores_reference(out, targets, classification):
+    """output_scores in NumPy."""
     if not classification:
         return float(((out - targets) ** 2).sum() / len(out)), None
     m = out.max(axis=1, keepdims=True)

@@ -20,6 +20,8 @@ k-th value is found digit by digit from the top:
 Every level removes at least one bit of difference, whatever the distribution (values spread
 over decades, heavy ties, saturated ends); a bucket of equal keys (ReLU zeros) ends at once.
 Any NaN gives NaN for every rank (a sort puts NaN last, and percentiles of it are NaN).
+`proved_order_statistics(values, guesses, ranks)` checks a guess of each (such as f of the order
+statistics of the input of a non-decreasing f) by counting, and selects only if one fails.
 Reference: `order_statistics_reference` (np.sort).
 """
 import numpy as np
@@ -176,6 +178,51 @@ def order_statistics(values, ranks):
             key = _kth_key(segment, k)
         out[r] = _value(key)
     return out
+
+
+@kernel
+def proved_order_statistics(values, candidates, ranks):
+    """sorted(values)[ranks] given a guess of each (float64 candidates, such as f of the order
+    statistics of f's input for an activation f that is non-decreasing): candidate c is the
+    answer for rank r exactly when, in key order, fewer than r + 1 entries are below c and more
+    than r are at most c, which one vector pass per rank counts. If any candidate fails (or an
+    entry is NaN) the answer is order_statistics(values, ranks): the same bits in every case."""
+    m = ranks.shape[0]
+    n = np.uint64(values.shape[0])
+    n_nan = 0
+    for i in range(n):
+        n_nan += values[i] != values[i]
+    if n_nan:
+        return order_statistics(values, ranks)
+    for r in range(m):
+        if candidates[r] == 0.0:  # +0.0 and -0.0 differ in key order: count keys
+            below, at_most = _key_counts(values, _key(candidates[r]))
+        else:  # elsewhere key order is the order of the values
+            below, at_most = _value_counts(values, values.dtype.type(candidates[r]))
+        if not below <= ranks[r] < at_most:
+            return order_statistics(values, ranks)
+    return candidates.copy()
+
+
+@kernel
+def _value_counts(values, c):
+    """(entries < c, entries <= c) of values without NaN."""
+    below, at_most = 0, 0
+    for i in range(np.uint64(values.shape[0])):
+        below += values[i] < c
+        at_most += values[i] <= c
+    return below, at_most
+
+
+@kernel
+def _key_counts(values, wanted):
+    """(entries whose key is < wanted, <= wanted)."""
+    below, at_most = 0, 0
+    for i in range(np.uint64(values.shape[0])):
+        key = _key(float(values[i]))
+        below += key < wanted
+        at_most += key <= wanted
+    return below, at_most
 
 
 @kernel

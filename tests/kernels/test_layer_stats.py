@@ -9,7 +9,7 @@ import pytest
 from kernels import step as K
 from kernels.layer_stats import SUMMARY_COLUMNS, _summary_into, \
     evaluation_rows, evaluation_rows_reference, layer_summaries, layer_summaries_reference, \
-    output_scores
+    output_scores, output_scores_reference
 from kernels.mlp import MLP
 from kernels.tolerance import assert_close
 from _fresh_cache import fresh_and_cached
@@ -76,6 +76,50 @@ def test_layer_summaries_equal_the_reference(activation, batchnorm, dtype, backw
                 assert got == want or (np.isnan(got) and np.isnan(want)), (layer, column)
             else:
                 assert_close(got, want, np.float64, name=f"layer {layer + 1} {column}")
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu", "identity", "elu", "gelu",
+                                        ("leaky_relu", 0.1), ("elu", 0.0)])
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_activation_percentiles_are_selections_bits(activation, batchnorm):
+    """The a_* percentiles (proved from the activation input's order statistics when the
+    activation is non-decreasing; selected otherwise, as for GELU)
+    are the bits _summary_into gives selecting them from the activation's buffer."""
+    name, param = activation if isinstance(activation, tuple) else (activation, None)
+    options = {"activation_param": param} if param is not None else {}
+    rng = np.random.default_rng(6)
+    net = MLP([6, 40, 30, 4], activation=name, batchnorm=batchnorm, dtype="float32", seed=2,
+              **options)
+    n = 300
+    x = (rng.normal(size=(n, 6)) * 3).astype(np.float32)
+    work = net.workspace(n)
+    work.x[:x.size] = x.ravel()
+    K.forward_batch(net.spec, net.params, net.running, work, n, True)
+    table = np.empty((net.n_layers, len(SUMMARY_COLUMNS)))
+    layer_summaries(net.spec, work, n, False, table)
+    at = SUMMARY_COLUMNS.index("a_mean")
+    for layer, b in enumerate(_blocks(net, n)):
+        selected = np.empty(6)
+        _summary_into(b["a"].ravel(), selected, 0)
+        assert np.array_equal(table[layer, at:at + 6].view(np.int64), selected.view(np.int64)), \
+            (name, layer)
+
+
+def test_cross_entropy_scores_equal_numpy():
+    """The compiled log-sum-exp against NumPy's: ordinary, confident (|z| ~ 1e4, where a naive
+    softmax overflows) and tied logits, a NaN row; accuracy exactly np.argmax's."""
+    rng = np.random.default_rng(7)
+    for scale in (1.0, 30.0, 1e4):
+        z = rng.normal(size=(1437, 10)) * scale
+        z[5] = 2.0  # a tie: the first largest logit is the prediction
+        t = np.eye(10)[rng.integers(0, 10, 1437)]
+        loss, accuracy = output_scores(z, t, True)
+        want_loss, want_accuracy = output_scores_reference(z, t, True)
+        assert_close(loss, want_loss, np.float64, name=f"loss scale {scale}")
+        assert accuracy == want_accuracy
+    z[9, 3] = np.nan
+    loss, accuracy = output_scores(z, t, True)
+    assert np.isnan(loss) and accuracy == output_scores_reference(z, t, True)[1]
 
 
 def test_evaluation_rows_equal_forward_and_find_the_never_active_units():

@@ -1,10 +1,12 @@
 """kernels/order_stats.py: order_statistics equals a full sort, bitwise, on spread data, heavy
 ties (at the ends and inside), saturated, ReLU-like and decade-spread outputs, signed zeros,
-infinities, NaN and tiny inputs."""
+infinities, NaN and tiny inputs; proved_order_statistics gives the same bits from a right guess
+(its proof) and from a wrong one (its fallback)."""
 import numpy as np
 import pytest
 
-from kernels.order_stats import order_statistics, order_statistics_reference
+from kernels.order_stats import order_statistics, order_statistics_reference, \
+    proved_order_statistics
 
 
 def all_ranks(n):
@@ -74,3 +76,54 @@ def test_any_nan_gives_nan_everywhere(dtype):
     got = order_statistics(values, np.array([0, 3], np.int64))
     assert np.isnan(got).all()
     assert np.isnan(order_statistics_reference(values, [0, 3])).all()
+
+
+def percentile_ranks(n):
+    return np.array([r for q in (15, 50, 85, 98) for r in
+                     (int(q / 100 * (n - 1)), min(int(q / 100 * (n - 1)) + 1, n - 1))], np.int64)
+
+
+MONOTONE = {"tanh": np.tanh, "relu": lambda z: np.maximum(z, 0),
+            "identity": lambda z: z, "clip": lambda z: np.clip(z, -0.5, 0.5),
+            "negate zeros": lambda z: np.where(z <= 0, -np.zeros_like(z), z)}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", sorted(MONOTONE))
+def test_a_guess_from_a_monotone_image_is_proved(dtype, name):
+    """values = f(pre) for a non-decreasing f: f of pre's order statistics is the answer (ties,
+    signed zeros and saturated ends included), returned bit for bit as selection gives it."""
+    rng = np.random.default_rng(4)
+    for pre in (rng.normal(size=5000), np.round(rng.normal(size=3001) * 4) / 4,
+                np.r_[np.zeros(400), -np.zeros(400), rng.normal(size=200)]):
+        pre = pre.astype(dtype)
+        values = MONOTONE[name](pre).astype(dtype)
+        ranks = percentile_ranks(values.size)
+        guess = MONOTONE[name](order_statistics(pre, ranks).astype(dtype)).astype(np.float64)
+        got = proved_order_statistics(values, guess, ranks)
+        expected = order_statistics(values, ranks)
+        assert np.array_equal(got, expected) and np.array_equal(np.signbit(got),
+                                                                np.signbit(expected)), name
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_wrong_guess_falls_back_to_selection(dtype):
+    """A guess one ulp off, a guess from a function that is not monotone (|z|), a +0.0 where
+    the answer is -0.0, and NaN entries: every answer is still selection's."""
+    rng = np.random.default_rng(5)
+    pre = rng.normal(size=4000).astype(dtype)
+    ranks = percentile_ranks(pre.size)
+    right = order_statistics(pre, ranks)
+    off = right.copy()
+    off[3] = float(np.nextafter(dtype(off[3]), dtype(np.inf)))
+    absolute = np.abs(pre)
+    zeros = np.r_[-np.zeros(3000), rng.random(1000) + 1].astype(dtype)
+    with_nan = pre.copy()
+    with_nan[17] = np.nan
+    for values, guess in ((pre, off), (absolute, np.abs(right)),
+                          (zeros, np.zeros(len(ranks))), (with_nan, right)):
+        got = proved_order_statistics(values, guess.astype(np.float64), ranks)
+        expected = order_statistics(values, ranks)
+        assert np.array_equal(got, expected, equal_nan=True)
+        assert np.array_equal(np.signbit(got), np.signbit(expected))
+    assert np.isnan(proved_order_statistics(with_nan, right, ranks)).all()
