@@ -35,12 +35,17 @@ class Activation(Entry):
     dead_capable: f' is exactly 0 on an interval, so a unit whose input stays there gets no
     gradient at all on any row: ReLU only (h <= 0). Leaky ReLU (f' = slope), ELU
     (f' = alpha e^h > 0) and GELU (f' = 0 at one point only) keep a gradient everywhere.
+    non_decreasing: f(x) <= f(y) for x <= y, entry by entry (leaky ReLU and ELU: their parameter
+    is non-negative; GELU dips below zero), so f's k-th smallest output is f of the k-th
+    smallest input; kernels.layer_stats guesses its activation percentiles from that and proves
+    each (vecmath's float32 tanh steps down by a few ulps in places).
     matched_init: the init that keeps the forward variance (He for relu-like, else Xavier).
     """
     derivative: str
     family: str
     saturates: bool = False
     dead_capable: bool = False
+    non_decreasing: bool = False
     default_param: float = 0.0
     hidden: bool = True  # allowed on hidden layers (softmax is output-only)
 
@@ -50,17 +55,21 @@ class Activation(Entry):
 
 
 ACTIVATIONS = build_registry([
-    Activation(name="identity", code=IDENTITY, formula="x", derivative="1", family=LINEAR),
+    Activation(name="identity", code=IDENTITY, formula="x", derivative="1", family=LINEAR,
+               non_decreasing=True),
     Activation(name="sigmoid", code=SIGMOID, formula="1/(1+exp(-x))",
-               derivative="s(x)(1-s(x))", family=SIGMOID_LIKE, saturates=True),
+               derivative="s(x)(1-s(x))", family=SIGMOID_LIKE, saturates=True,
+               non_decreasing=True),
     Activation(name="tanh", code=TANH, formula="tanh(x)", derivative="1-tanh(x)^2",
-               family=SIGMOID_LIKE, saturates=True),
+               family=SIGMOID_LIKE, saturates=True, non_decreasing=True),
     Activation(name="relu", code=RELU, formula="max(0,x)", derivative="1 if x>0 else 0",
-               family=RELU_LIKE, dead_capable=True),
+               family=RELU_LIKE, dead_capable=True, non_decreasing=True),
     Activation(name="leaky_relu", code=LEAKY_RELU, formula="x if x>0 else slope*x",
-               derivative="1 if x>0 else slope", family=RELU_LIKE, default_param=0.01),
+               derivative="1 if x>0 else slope", family=RELU_LIKE, default_param=0.01,
+               non_decreasing=True),
     Activation(name="elu", code=ELU, formula="x if x>0 else alpha(exp(x)-1)",
-               derivative="1 if x>0 else alpha exp(x)", family=RELU_LIKE, default_param=1.0),
+               derivative="1 if x>0 else alpha exp(x)", family=RELU_LIKE, default_param=1.0,
+               non_decreasing=True),
     Activation(name="gelu", code=GELU, formula="x Phi(x) = x/2 (1+erf(x/sqrt2))",
                derivative="Phi(x) + x phi(x)", family=RELU_LIKE),
     Activation(name="gelu_tanh", code=GELU_TANH,

@@ -27,7 +27,7 @@ References: `layer_summaries_reference`, `evaluation_rows_reference` (NumPy).
 import numpy as np
 
 from ._jit import kernel, kernel_exact_order, kernel_inline
-from .activations import activation_forward, ELU, IDENTITY, LEAKY_RELU, RELU, SIGMOID, TANH
+from .activations import ACTIVATIONS, SIGMOID, TANH, activation_forward
 from . import vecmath as V
 from .order_stats import order_statistics, proved_order_statistics
 from .step import _pre_activation, predict_rows
@@ -49,6 +49,7 @@ SATURATED_AT = UNIT0_AT + len(UNIT0_PERCENTILES)
 GRADIENT_AT = SATURATED_AT + 1
 BUFFER = 8192            # NumPy's cast buffer (np.getbufsize()): a float32 sum in float64
 BLOCK = 128              # NumPy's pairwise-sum block
+NON_DECREASING = np.array([a.code for a in ACTIVATIONS.values() if a.non_decreasing], np.int64)
 
 
 @kernel_inline
@@ -228,11 +229,12 @@ def _flat(buf, net, work, layer, n):
 
 @kernel_inline
 def _non_decreasing(code):
-    """Activations that are non-decreasing functions of their input, entry by entry (leaky
-    ReLU and ELU: their parameter is non-negative). proved_order_statistics checks each answer
-    anyway."""
-    return code == IDENTITY or code == SIGMOID or code == TANH or code == RELU \
-        or code == LEAKY_RELU or code == ELU
+    """Whether activation `code` is flagged non_decreasing in the registry
+    (proved_order_statistics checks each answer anyway)."""
+    for c in NON_DECREASING:
+        if c == code:
+            return True
+    return False
 
 
 @kernel

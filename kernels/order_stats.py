@@ -194,14 +194,17 @@ def proved_order_statistics(values, candidates, ranks):
         n_nan += values[i] != values[i]
     if n_nan:
         return order_statistics(values, ranks)
+    out = np.empty(m, np.float64)
     for r in range(m):
-        if candidates[r] == 0.0:  # +0.0 and -0.0 differ in key order: count keys
-            below, at_most = _key_counts(values, _key(candidates[r]))
+        c = values.dtype.type(candidates[r])  # the entry it must be (rounded to the dtype)
+        if c == 0.0:  # +0.0 and -0.0 differ in key order: count keys
+            below, at_most = _key_counts(values, _key(float(c)))
         else:  # elsewhere key order is the order of the values
-            below, at_most = _value_counts(values, values.dtype.type(candidates[r]))
+            below, at_most = _value_counts(values, c)
         if not below <= ranks[r] < at_most:
             return order_statistics(values, ranks)
-    return candidates.copy()
+        out[r] = c
+    return out
 
 
 @kernel

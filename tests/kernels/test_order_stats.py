@@ -127,3 +127,14 @@ def test_a_wrong_guess_falls_back_to_selection(dtype):
         assert np.array_equal(got, expected, equal_nan=True)
         assert np.array_equal(np.signbit(got), np.signbit(expected))
     assert np.isnan(proved_order_statistics(with_nan, right, ranks)).all()
+
+
+def test_a_float64_guess_between_float32_entries_answers_with_the_entry():
+    """A guess that is not itself an entry of the float32 values but rounds to the right one
+    is proved for that entry and answered with the entry's bits, as selection gives them."""
+    values = np.random.default_rng(6).normal(size=3000).astype(np.float32)
+    ranks = percentile_ranks(values.size)
+    right = order_statistics(values, ranks)
+    near = right + np.abs(right) * 2.0 ** -30  # inside half a float32 ulp of the answer
+    assert not np.array_equal(near, right)
+    assert np.array_equal(proved_order_statistics(values, near, ranks), right)
