@@ -104,20 +104,21 @@ def clamp_segment(g, lo, hi, c):
 
 
 @kernel
-def clip_gradients(grads, seg_start, seg_sq, code, c):
-    """Clips grads in place; seg_sq[l] = ||g_l||^2 for segment [seg_start[l], seg_start[l+1]).
-
-    Returns the global norm after clipping.
-    """
+def clip_coefficients(seg_sq, code, c, coefs):
+    """The factor of each segment (coefs[l], 1 when unchanged) of the global- or layer-norm
+    rule from seg_sq[l] = ||g_l||^2; returns the global norm after clipping (the norm before
+    for `none`, and for `value`, whose norm after needs the clamped values)."""
     n_seg = seg_sq.shape[0]
     total = 0.0
     for s in range(n_seg):
         total += seg_sq[s]
+        coefs[s] = 1.0
     norm = math.sqrt(total)
     if code == GLOBAL_NORM:
         coef = c / (norm + CLIP_EPS)
         if coef < 1.0:
-            scale_segment(grads, seg_start[0], seg_start[n_seg], coef)
+            for s in range(n_seg):
+                coefs[s] = coef
             return norm * coef
         return norm
     if code == LAYER_NORM:
@@ -126,13 +127,37 @@ def clip_gradients(grads, seg_start, seg_sq, code, c):
             seg_norm = math.sqrt(seg_sq[s])
             coef = c / (seg_norm + CLIP_EPS)
             if coef < 1.0:
-                scale_segment(grads, seg_start[s], seg_start[s + 1], coef)
+                coefs[s] = coef
                 seg_norm *= coef
             after += seg_norm * seg_norm
         return math.sqrt(after)
-    if code == VALUE:
-        return math.sqrt(clamp_segment(grads, seg_start[0], seg_start[n_seg], c))
     return norm
+
+
+@kernel
+def clip_range(grads, lo, hi, seg_start, coefs, code, c):
+    """Clips grads[lo:hi] in place: each segment's part times coefs[l] (clip_coefficients), or
+    clamped to [-c, c] for `value`, which returns the sum of squares after clamping (else 0)."""
+    if code == VALUE:
+        return clamp_segment(grads, lo, hi, c)
+    if code == GLOBAL_NORM or code == LAYER_NORM:
+        for s in range(coefs.shape[0]):
+            if coefs[s] < 1.0:
+                scale_segment(grads, max(lo, seg_start[s]), min(hi, seg_start[s + 1]), coefs[s])
+    return 0.0
+
+
+@kernel
+def clip_gradients(grads, seg_start, seg_sq, code, c):
+    """Clips grads in place; seg_sq[l] = ||g_l||^2 for segment [seg_start[l], seg_start[l+1]).
+
+    Returns the global norm after clipping.
+    """
+    n_seg = seg_sq.shape[0]
+    coefs = np.empty(n_seg)
+    norm = clip_coefficients(seg_sq, code, c, coefs)
+    after_sq = clip_range(grads, seg_start[0], seg_start[n_seg], seg_start, coefs, code, c)
+    return math.sqrt(after_sq) if code == VALUE else norm
 
 
 def clip_reference(grad_segments, mode, c):

@@ -187,7 +187,7 @@ def hessian_vector(spec, model, work, tangent, v, hv, n_batch):
     params, running = model
     forward_batch(net, params, running, w, n_batch, True)
     tangent_forward(net, params, v, w, tw, n_batch)
-    loss = loss_and_output_grad(net, w, n_batch)
+    loss = loss_and_output_grad(net, w, n_batch, n_batch)
     tangent_output(net, w, tw, n_batch)
     tangent_backward(net, params, v, w, tw, hv, n_batch)
     return loss

@@ -46,9 +46,8 @@ def mse_forward(yhat, y):
 
 
 @kernel
-def mse_backward(dyhat, yhat, y):
-    """dL/dyhat = 2 (yhat - y) / B."""
-    scale = 2.0 / yhat.shape[0]
+def mse_backward(dyhat, yhat, y, scale):
+    """dL/dyhat = scale (yhat - y), scale = 2 / B for the loss averaged over B rows."""
     for i in range(yhat.shape[0]):
         for k in range(yhat.shape[1]):
             dyhat[i, k] = scale * (yhat[i, k] - y[i, k])
@@ -78,9 +77,9 @@ def cross_entropy_forward(probs, logits, y):
 
 
 @kernel
-def cross_entropy_backward(dlogits, probs, y):
-    """dL/dz = (softmax(z) - y) / B, for target rows that sum to 1."""
-    scale = 1.0 / probs.shape[0]
+def cross_entropy_backward(dlogits, probs, y, scale):
+    """dL/dz = scale (softmax(z) - y), scale = 1 / B for the loss averaged over B rows (target
+    rows that sum to 1)."""
     for i in range(probs.shape[0]):
         for k in range(probs.shape[1]):
             dlogits[i, k] = scale * (probs[i, k] - y[i, k])

@@ -15,6 +15,9 @@ from .layout import allocate_record, allocate_workspace, build_netspec, divergen
     pack_netspec, pack_record, pack_workspace, running_stats_buffer
 from .losses import LOSSES
 from .optimizers import Optimizer
+from .split_stages import split_point
+from .split_step import second_side_buffers, split_batches
+from .step_helper import splits, step_flags
 from .training import DivergenceError, fit as fit_epochs
 from .validation import check_bool, check_choice, check_dtype, check_inputs, \
     check_nonnegative, check_positive, check_seed, check_sizes, check_targets
@@ -196,6 +199,8 @@ class MLP(CurvatureMixin):
         self._onehot = np.zeros((0, self.sizes[-1]), self.dtype)
         self._rows = np.arange(0, dtype=np.int64)
         self._opt_cache = {}
+        self._second = None
+        self._split = split_point(self.sizes)
 
     def workspace(self, n_rows):
         """The preallocated workspace, grown to hold at least n_rows rows."""
@@ -208,6 +213,12 @@ class MLP(CurvatureMixin):
     def _packed_workspace(self, n_rows):
         self.workspace(n_rows)
         return self._packed_work
+
+    def _second_side(self, cap):
+        """The buffers of a split step's second side (split_step), for batches up to cap."""
+        if self._second is None or self._second[0][1][3] < cap:
+            self._second = second_side_buffers(self.sizes, cap, self.dtype, self.n_params)
+        return self._second
 
     @property
     def classification(self):
@@ -305,8 +316,10 @@ class MLP(CurvatureMixin):
         Returns the loss before the update; raises DivergenceError (nothing applied: parameters,
         moments and step count unchanged) if the loss, the gradient or the update is not finite,
         naming which. Per-layer statistics: `last_step_stats()`. A step below
-        gemm_threads.ONE_THREAD_FLOPS runs its GEMMs on one BLAS thread, so its bits do not
-        depend on the process's BLAS thread count."""
+        gemm_threads.ONE_THREAD_FLOPS runs its GEMMs on one BLAS thread; when the process
+        allows two or more and the step is large enough, it splits over two threads
+        (step_helper). Its bits depend on the BLAS thread count only through that: one
+        thread, or more."""
         batch = self._kernel_form(x, y)
         x, y = batch if batch is not None else self.check_batch(x, y)
         if len(self._rows) < len(x):
@@ -371,11 +384,18 @@ class MLP(CurvatureMixin):
         if packed is None:  # a Record built by hand: run on a packed one, then copy back
             rec = allocate_record(*rec.w_grad_norm.shape)
             packed = pack_record(rec)
-        held = hold_one_thread(self._step_flops * min(batch_size, len(order)))
+        n_batch = min(batch_size, len(order))
+        held = hold_one_thread(self._step_flops * n_batch)
         try:
-            done = K.train_batches(self._packed_spec, (self.params, self.grads, self.running),
-                                   (codes, hyper, m, v, t), work, (x, y, order,
-                                                                   int(batch_size)), packed)
+            model, opt_state = (self.params, self.grads, self.running), (codes, hyper, m, v, t)
+            data = (x, y, order, int(batch_size))
+            if splits(self._step_flops * n_batch, held, self.batchnorm, n_batch) \
+                    and x.flags.c_contiguous and y.flags.c_contiguous:
+                second, job = self._second_side(work[3])
+                done = split_batches(self._packed_spec, model, opt_state, work, data, packed,
+                                     second, job, step_flags(), self._split, self.dtype.type)
+            else:
+                done = K.train_batches(self._packed_spec, model, opt_state, work, data, packed)
         finally:
             release(held)
         if rec is not target:

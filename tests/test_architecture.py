@@ -21,6 +21,7 @@ spec.loader.exec_module(check_imports)
 COVERED_BY = {
     "kernels/cuda/": "tests/kernels/test_cuda.py",
     "kernels/step.py": "tests/kernels/test_mlp_gradients.py",
+    "kernels/split_stages.py": "tests/kernels/test_split_step.py",
     "kernels/reference.py": "tests/kernels/test_mlp_gradients.py",
     "kernels/training.py": "tests/kernels/test_multirun.py",
     "studies/plots/": "tests/studies/plots/test_plots.py",

@@ -81,7 +81,7 @@ def _time_part(part, net, model, opt, work, data, reps):
                                           np.uint64(net.seg_start[layer + 1]), codes, hyper,
                                           1e-12, 1)
         if part == 3:
-            total += loss_and_output_grad(net, work, n)
+            total += loss_and_output_grad(net, work, n, n)
     return total
 
 
@@ -89,7 +89,7 @@ def _time_part(part, net, model, opt, work, data, reps):
 def _time_backward(net, model, work, n, rec, reps):
     params, grads, _ = model
     for _ in range(reps):
-        backward_batch(net, params, grads, work, n, rec, 0)
+        backward_batch(net, params, grads, work, n, rec, 0, True)
 
 
 def _prepared(sizes, batch, dtype, seed=0):

@@ -27,7 +27,9 @@ from kernels.losses import cross_entropy_backward, cross_entropy_forward, cross_
 from kernels.optimizers import Adam, Momentum, RMSProp, SGD, make_optimizer as build_optimizer, \
     optimizer_update, update_reference
 from kernels.reference import reference_trace_of
+from kernels.split_step import split_batches
 from kernels.step import _sum_squares, train_batches
+from kernels.step_helper import splits, step_flags
 
 HIDDEN_ACTIVATIONS = [n for n, a in ACTIVATIONS.items() if a.hidden and n != "identity"]
 OPTIMIZERS = {"sgd": dict(cls=SGD, lr=1e-2), "momentum": dict(cls=Momentum, lr=1e-2),
@@ -196,7 +198,7 @@ def cross_entropy_case(batch, classes, dtype, rng):
 
     def ours():
         state["loss"] = cross_entropy_forward(probs, z_, y_)
-        cross_entropy_backward(dz, probs, y_)
+        cross_entropy_backward(dz, probs, y_, 1.0 / len(probs))
 
     def numpy_ce():
         m = z_.max(axis=1, keepdims=True)
@@ -357,18 +359,23 @@ def step_reference(net, x, labels):
 def kernel_step(net, opt, x, y):
     """() -> one step of the fused kernel on kernel-form x, y with every argument prepared
     once: what `MLP.train_step` costs without its Python (validation, one-hot, packing), its
-    GEMMs on the thread count the public call gives them (`kernels.gemm_threads`)."""
+    GEMMs on the thread count the public call gives them (`kernels.gemm_threads`), split over
+    two threads when the public call's step would be (`kernels.step_helper`)."""
     codes, hyper = opt.codes_and_hyper(Clip())
     m, v, t = opt.bind(net, net.n_params, net.dtype)
+    work = net._packed_workspace(len(x))
     args = (net._packed_spec, (net.params, net.grads, net.running), (codes, hyper, m, v, t),
-            net._packed_workspace(len(x)), (x, y, np.arange(len(x), dtype=np.int64), len(x)),
-            net._packed_step_record)
+            work, (x, y, np.arange(len(x), dtype=np.int64), len(x)), net._packed_step_record)
     flops = step_flops(net.sizes, len(x))
+    second, job = net._second_side(work[3])
 
     def run():
         held = hold_one_thread(flops)
         try:
-            train_batches(*args)
+            if splits(flops, held, net.batchnorm, len(x)):
+                split_batches(*args, second, job, step_flags(), net._split, net.dtype.type)
+            else:
+                train_batches(*args)
         finally:
             release(held)
     return run

@@ -71,7 +71,7 @@ def test_mse_matches_reference_and_torch(shape, dtype):
     mean_loss = torch.nn.functional.mse_loss(t64(yhat), t64(y)).item()
     assert_close(loss, mean_loss * shape[1], dtype, "mse loss vs torch mean x n_out")
     grad = np.full_like(yhat, np.nan)
-    mse_backward(grad, yhat, y)
+    mse_backward(grad, yhat, y, 2.0 / len(yhat))
     assert grad.dtype == dtype
     assert_close(grad, ref_grad, dtype, "mse grad")
     assert_close(grad, tyhat.grad.numpy(), dtype, "mse grad vs torch")
@@ -80,7 +80,7 @@ def test_mse_matches_reference_and_torch(shape, dtype):
 def test_mse_central_differences():
     yhat, y = regression_case((6, 4), np.float64, seed=1)
     grad = np.empty_like(yhat)
-    mse_backward(grad, yhat, y)
+    mse_backward(grad, yhat, y, 2.0 / len(yhat))
     fd = np.zeros_like(yhat)
     for idx in np.ndindex(yhat.shape):
         up, down = yhat.copy(), yhat.copy()
@@ -95,7 +95,7 @@ def test_mse_zero_at_target():
     yhat, _ = regression_case((4, 3), np.float64, seed=2)
     assert mse_forward(yhat, yhat.copy()) == 0.0
     grad = np.full_like(yhat, np.nan)
-    mse_backward(grad, yhat, yhat.copy())
+    mse_backward(grad, yhat, yhat.copy(), 2.0 / len(yhat))
     assert np.all(grad == 0.0)
 
 
@@ -112,7 +112,7 @@ def test_cross_entropy_matches_reference_and_torch(shape, dtype, soft):
     assert_close(probs, ref_probs, dtype, "softmax")
     assert_close(probs.sum(axis=1), np.ones(shape[0]), dtype, "softmax row sums")
     grad = np.full_like(logits, np.nan)
-    cross_entropy_backward(grad, probs, y)
+    cross_entropy_backward(grad, probs, y, 1.0 / len(probs))
     assert grad.dtype == dtype
     assert_close(grad, ref_grad, dtype, "ce grad")
     tz = t64(logits, True)
@@ -129,7 +129,7 @@ def test_cross_entropy_central_differences(soft):
     logits, y, _ = classification_case((5, 4), np.float64, seed=7, soft=soft)
     _, probs = cross_entropy(logits, y)
     grad = np.empty_like(logits)
-    cross_entropy_backward(grad, probs, y)
+    cross_entropy_backward(grad, probs, y, 1.0 / len(probs))
     fd = np.zeros_like(logits)
     for idx in np.ndindex(logits.shape):
         up, down = logits.copy(), logits.copy()
@@ -152,7 +152,7 @@ def test_cross_entropy_is_stable_for_huge_logits(dtype):
     y = np.eye(4, dtype=dtype)[labels]
     loss, probs = cross_entropy(logits, y)
     grad = np.full_like(logits, np.nan)
-    cross_entropy_backward(grad, probs, y)
+    cross_entropy_backward(grad, probs, y, 1.0 / len(probs))
     assert np.isfinite(loss) and np.all(np.isfinite(probs)) and np.all(np.isfinite(grad))
     # closed forms per row: lse - z_target
     log1pe = np.log1p(np.exp(-1.0))

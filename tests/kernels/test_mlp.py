@@ -253,7 +253,7 @@ def test_warm_cache_does_not_recompile(tmp_path):
 def test_fresh_compile_and_cached_kernels_give_the_same_bits(tmp_path):
     """Reproducible across processes: a process that compiles the kernels (empty cache) and one
     that loads them from the cache train to the same bits, parameters and every record (the
-    norms' sums included), for every optimizer with clipping, in float32."""
+    norms' sums included), for every optimizer with clipping, in float32, and split steps."""
     code = ("import hashlib, numpy as np\n"
             "from kernels import MLP\n"
             "from kernels.clipping import GlobalNorm\n"
@@ -269,6 +269,18 @@ def test_fresh_compile_and_cached_kernels_give_the_same_bits(tmp_path):
             "    xk, yk = net.check_batch(x, y)\n"
             "    order = rng.permutation(np.tile(np.arange(64), 3))[:12 * 16].astype(np.int64)\n"
             "    net.run_steps(xk, yk, order, 16, opt, GlobalNorm(0.5), rec)\n"
+            "    digest.update(net.params.tobytes())\n"
+            "    for field in rec:\n"
+            "        digest.update(np.ascontiguousarray(field).tobytes())\n"
+            "from kernels import step_helper\n"
+            "from kernels.gemm_threads import set_blas_threads\n"
+            "set_blas_threads(2); step_helper.SPLIT_FLOPS = 0.0  # and split steps\n"
+            "for clip in (GlobalNorm(0.5), None):\n"
+            "    net = MLP([13, 37, 21, 3], activation='tanh', dtype='float32', seed=1)\n"
+            "    rec = allocate_record(12, net.n_layers)\n"
+            "    xk, yk = net.check_batch(x, y)\n"
+            "    net.run_steps(xk, yk, order, 16, Adam(lr=0.01), clip, rec)\n"
+            "    assert net._second is not None\n"
             "    digest.update(net.params.tobytes())\n"
             "    for field in rec:\n"
             "        digest.update(np.ascontiguousarray(field).tobytes())\n"

@@ -1,0 +1,16 @@
+"""Fixtures of the kernel tests."""
+import pytest
+
+from kernels import step_helper
+from kernels.gemm_threads import blas_threads, set_blas_threads
+
+
+@pytest.fixture
+def split_steps(monkeypatch):
+    """BLAS at two threads and every step split, whatever its size (kernels.step_helper)."""
+    before = blas_threads()
+    assert before is not None, "SciPy's BLAS thread count is not readable (OpenBLAS expected)"
+    set_blas_threads(2)
+    monkeypatch.setattr(step_helper, "SPLIT_FLOPS", 0.0)
+    yield
+    set_blas_threads(before)
