@@ -6,12 +6,12 @@ ordering: `load_acquire(flags, i)` and `store_release(flags, i, value)` are LLVM
 acquire / release ordering (what one thread wrote before a release store is visible to the thread
 whose acquire load reads that store), and `compare_exchange(flags, i, expected, new)` is a
 sequentially consistent cmpxchg that returns True when it wrote. `spin_pause()` is the x86
-`pause` hint (llvm.x86.sse2.pause) of a spin-wait loop (nothing elsewhere); `cycle_counter()` reads the processor's
-cycle counter (`llvm.readcyclecounter`) for spin time limits; `nap(us)` sleeps the thread
-(libc `usleep`) and `yield_thread()` gives the processor away (sched_yield), both without
-returning to Python; `pointer(address, dtype)` makes a typed pointer of
-an integer address (for `numba.carray`), so one compiled helper can work on whichever arrays a
-caller hands it.
+`pause` hint (llvm.x86.sse2.pause) of a spin-wait loop (nothing elsewhere); `cycle_counter()`
+reads the processor's cycle counter (`llvm.readcyclecounter`) for spin time limits; `nap(us)`
+sleeps the thread (libc `usleep`) and `yield_thread()` gives the processor away
+(sched_yield), both without returning to Python; `pointer(address, dtype)` makes a typed
+pointer of an integer address (for `numba.carray`), so one compiled helper can work on
+whichever arrays a caller hands it; `prefetch_write(a, i)` asks for a line before writing it.
 """
 import platform
 

@@ -316,10 +316,10 @@ class MLP(CurvatureMixin):
         Returns the loss before the update; raises DivergenceError (nothing applied: parameters,
         moments and step count unchanged) if the loss, the gradient or the update is not finite,
         naming which. Per-layer statistics: `last_step_stats()`. A step below
-        gemm_threads.ONE_THREAD_FLOPS runs its GEMMs on one BLAS thread; when the process
-        allows two or more and the step is large enough, it splits over two threads
-        (step_helper). Its bits depend on the BLAS thread count only through that: one
-        thread, or more."""
+        gemm_threads.ONE_THREAD_FLOPS runs its GEMMs on one BLAS thread, so its bits do not
+        depend on the process's BLAS thread count; with split steps switched on
+        (step_helper), a large enough one splits over two threads when the process allows
+        two or more, and its bits then depend on the count only through that."""
         batch = self._kernel_form(x, y)
         x, y = batch if batch is not None else self.check_batch(x, y)
         if len(self._rows) < len(x):

@@ -52,6 +52,13 @@ def exchange_block(exch, block, side, n_layers):
 
 
 @kernel
+def both_sides(exch, block, n_layers, layer):
+    """The two sides' parts of one layer's value in `block`, added."""
+    return exchange_block(exch, block, 0, n_layers)[layer] + \
+        exchange_block(exch, block, 1, n_layers)[layer]
+
+
+@kernel
 def half_pass(net, model, work, rec, row, data, lo, hi, n_total):
     """Rows order[lo:hi] of the batch: forward, loss and backward on `work` into model's
     grads, the output delta scaled for a mean over n_total rows; delta norms into rec row
@@ -156,8 +163,8 @@ def clip_and_check(net, params, grads, opt, lo, hi, exch, side):
     update's finiteness pass (1.0 into the side's flag when it passes)."""
     codes, hyper, m, v = opt
     n_layers = net.sizes.shape[0] - 1
-    clip_range(grads, lo, hi, net.seg_start, exchange_block(exch, B_COEF, 0, n_layers), codes[C_CLIP],
-               hyper[H_CLIP])
+    clip_range(grads, lo, hi, net.seg_start, exchange_block(exch, B_COEF, 0, n_layers),
+               codes[C_CLIP], hyper[H_CLIP])
     finite = optimizer_update_finite(params, grads, m, v, np.uint64(lo), np.uint64(hi), codes,
                                      hyper, exch[E_LR], int(exch[E_T]))
     exch[E_FINITE0 + side] = 1.0 if finite else 0.0
@@ -208,8 +215,8 @@ def decide_step(net, rec, rec1, step, n0, n1, loss0, opt_state, exch):
     seg_sq = np.empty(n_layers)
     total = 0.0
     for layer in range(n_layers):
-        w_sq = exchange_block(exch, B_WSQ, 0, n_layers)[layer] + exchange_block(exch, B_WSQ, 1, n_layers)[layer]
-        b_sq = exchange_block(exch, B_BSQ, 0, n_layers)[layer] + exchange_block(exch, B_BSQ, 1, n_layers)[layer]
+        w_sq = both_sides(exch, B_WSQ, n_layers, layer)
+        b_sq = both_sides(exch, B_BSQ, n_layers, layer)
         seg_sq[layer] = w_sq + b_sq
         total += seg_sq[layer]
         rec.w_grad_norm[step, layer] = math.sqrt(w_sq)
@@ -237,8 +244,7 @@ def finish_step(net, rec, step, exch):
     """After stage 5 (the caller): the step's ||W|| and ||Delta W|| from both sides' parts."""
     n_layers = net.sizes.shape[0] - 1
     for layer in range(n_layers):
-        w_sq = exchange_block(exch, B_WNORM, 0, n_layers)[layer] + \
-            exchange_block(exch, B_WNORM, 1, n_layers)[layer]
-        upd = exchange_block(exch, B_UPD, 0, n_layers)[layer] + exchange_block(exch, B_UPD, 1, n_layers)[layer]
+        w_sq = both_sides(exch, B_WNORM, n_layers, layer)
+        upd = both_sides(exch, B_UPD, n_layers, layer)
         rec.w_norm[step, layer] = math.sqrt(w_sq)
         rec.w_update_norm[step, layer] = math.sqrt(upd)

@@ -1,6 +1,10 @@
 """The process's helper thread for split train steps (`split_step`), and when a step splits.
 
-A step splits when the process allows two or more BLAS threads, the step is small enough that
+Split steps are off unless switched on (`GRADLAB_SPLIT_STEPS=1` in the environment, or
+`enable_split_steps()`): on the 2-core virtual machine they were measured on, they were
+1.2-1.55x faster than the one-thread step in one session and 1.1-2.5x slower in another, and
+much slower with another busy process (see the README's Performance section). Once on, a
+step splits when the process allows two or more BLAS threads, the step is small enough that
 its GEMMs run on one (gemm_threads.ONE_THREAD_FLOPS) and large enough that a second core pays
 for the hand-offs (SPLIT_FLOPS), the network has no batch norm, and this machine lets the
 process run on two cores. Studies hold the BLAS to one thread, so they never split. Whether a
@@ -36,6 +40,7 @@ _SOLO = np.zeros(N_FLAGS, np.int64)
 _SOLO[STATE] = ASLEEP  # no helper behind these flags: every step runs both sides itself
 _helpers = []  # [the process's StepHelper] once started
 _disabled = [os.environ.get("GRADLAB_STEP_HELPER", "1") == "0"]
+_enabled = [os.environ.get("GRADLAB_SPLIT_STEPS", "0") == "1"]
 
 
 def _cores():
@@ -106,11 +111,18 @@ def step_flags():
     return helper.flags
 
 
+def enable_split_steps(on=True):
+    """Switches split steps on (or off) for this process."""
+    _enabled[0] = bool(on)
+
+
 def splits(step_flops, blas_threads, batchnorm, batch):
-    """True when a step of `step_flops` GEMM FLOPs splits: `blas_threads`, the process's BLAS
-    thread count (gemm_threads.hold_one_thread's return: 0 when the step keeps it), is two or
-    more, and the step is large enough, without batch norm, of two rows or more."""
-    return blas_threads >= 2 and step_flops >= SPLIT_FLOPS and not batchnorm and batch >= 2
+    """True when a step of `step_flops` GEMM FLOPs splits: split steps are on, `blas_threads`,
+    the process's BLAS thread count (gemm_threads.hold_one_thread's return: 0 when the step
+    keeps it), is two or more, and the step is large enough, without batch norm, of two rows
+    or more."""
+    return _enabled[0] and blas_threads >= 2 and step_flops >= SPLIT_FLOPS and not batchnorm \
+        and batch >= 2
 
 
 @contextlib.contextmanager

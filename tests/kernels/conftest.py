@@ -7,10 +7,12 @@ from kernels.gemm_threads import blas_threads, set_blas_threads
 
 @pytest.fixture
 def split_steps(monkeypatch):
-    """BLAS at two threads and every step split, whatever its size (kernels.step_helper)."""
+    """Split steps on, BLAS at two threads, and every step split, whatever its size
+    (kernels.step_helper)."""
     before = blas_threads()
     assert before is not None, "SciPy's BLAS thread count is not readable (OpenBLAS expected)"
     set_blas_threads(2)
     monkeypatch.setattr(step_helper, "SPLIT_FLOPS", 0.0)
+    monkeypatch.setattr(step_helper, "_enabled", [True])
     yield
     set_blas_threads(before)

@@ -3,7 +3,7 @@ has set, so their bits do not depend on it; the caller's setting is restored."""
 import numpy as np
 import pytest
 
-from kernels import MLP, step_helper
+from kernels import MLP
 from kernels.gemm_threads import ONE_THREAD_FLOPS, blas_threads, hold_one_thread, release, \
     set_blas_threads, step_flops
 from kernels.optimizers import Adam
@@ -48,18 +48,12 @@ def _trained(sizes, batch, dtype, threads, steps=2):
     return net.params.copy(), np.concatenate([g.ravel() for g in grads]), net.forward(x)
 
 
-# Shapes whose GEMMs OpenBLAS 0.3.30 splits differently on 1 and 2 threads (K = 784): the first
-# below step_helper.SPLIT_FLOPS (never split), the second above (split from two threads on).
-@pytest.mark.parametrize("sizes,batch,dtype,threads", [([784, 64, 10], 32, "float64", (1, 2)),
-                                                       ([784, 100, 10], 60, "float32", (2, 4))])
-def test_small_step_bits_do_not_depend_on_blas_threads(two_threads, sizes, batch, dtype,
-                                                       threads):
-    """A small step's GEMMs run on one thread, so the bits are the same at any count that
-    gives the same kind of step: one thread (never split) or more (split when large enough)."""
-    flops = step_flops(sizes, batch)
-    assert flops < ONE_THREAD_FLOPS
-    assert (flops >= step_helper.SPLIT_FLOPS) == (threads[0] > 1)
-    one, two = _trained(sizes, batch, dtype, threads[0]), _trained(sizes, batch, dtype, threads[1])
+# Shapes whose GEMMs OpenBLAS 0.3.30 splits differently on 1 and 2 threads (K = 784).
+@pytest.mark.parametrize("sizes,batch,dtype", [([784, 64, 10], 32, "float64"),
+                                               ([784, 100, 10], 60, "float32")])
+def test_small_step_bits_do_not_depend_on_blas_threads(two_threads, sizes, batch, dtype):
+    assert step_flops(sizes, batch) < ONE_THREAD_FLOPS
+    one, two = _trained(sizes, batch, dtype, 1), _trained(sizes, batch, dtype, 2)
     for a, b in zip(one, two):
         assert a.tobytes() == b.tobytes()
 

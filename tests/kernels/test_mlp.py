@@ -275,6 +275,7 @@ def test_fresh_compile_and_cached_kernels_give_the_same_bits(tmp_path):
             "from kernels import step_helper\n"
             "from kernels.gemm_threads import set_blas_threads\n"
             "set_blas_threads(2); step_helper.SPLIT_FLOPS = 0.0  # and split steps\n"
+            "step_helper.enable_split_steps()\n"
             "for clip in (GlobalNorm(0.5), None):\n"
             "    net = MLP([13, 37, 21, 3], activation='tanh', dtype='float32', seed=1)\n"
             "    rec = allocate_record(12, net.n_layers)\n"

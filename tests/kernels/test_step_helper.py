@@ -18,14 +18,27 @@ from test_split_step import train
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_split_decision():
-    big = step_helper.SPLIT_FLOPS
+def test_split_decision(split_steps):
+    big = 1e7
     assert step_helper.splits(big, 2, False, 64)
     assert not step_helper.splits(big, 0, False, 64)  # one thread, or a step above the BLAS's
-    assert not step_helper.splits(big / 2, 2, False, 64)  # too small to pay for a hand-off
     assert not step_helper.splits(big, 2, True, 64)  # batch norm needs the whole batch
     assert not step_helper.splits(big, 2, False, 1)
-    assert step_helper.SPLIT_FLOPS < step_flops([40] + [64] * 20 + [10], 64) < ONE_THREAD_FLOPS
+    step_helper.enable_split_steps(False)
+    assert not step_helper.splits(big, 2, False, 64)  # off
+    step_helper.enable_split_steps(True)
+    assert step_helper.splits(big, 2, False, 64)
+
+
+def test_split_steps_are_off_by_default_and_large_enough_when_on():
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("GRADLAB_SPLIT_STEPS", None)
+    code = ("from kernels import step_helper\n"
+            "print(step_helper.splits(1e8, 2, False, 64), step_helper.SPLIT_FLOPS)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                         text=True, check=True, timeout=300).stdout.split()
+    assert out[0] == "False"
+    assert float(out[1]) < step_flops([40] + [64] * 20 + [10], 64) < ONE_THREAD_FLOPS
 
 
 def test_a_helper_that_slept_in_python_is_woken_by_the_next_steps(split_steps):
@@ -33,7 +46,9 @@ def test_a_helper_that_slept_in_python_is_woken_by_the_next_steps(split_steps):
     x, y = rng.normal(size=(16, 13)), rng.integers(0, 3, 16)
     net, opt = MLP([13, 37, 21, 3], activation="tanh"), Adam(lr=0.01)
     train(net, opt, [(x, y)] * 3)
-    time.sleep(step_helper.NAPS * step_helper.NAP_US * 1e-6 + 0.5)  # naps over: blocks in Python
+    deadline = time.monotonic() + 30  # its naps (about a second) over, it blocks in Python
+    while not step_helper._helpers[0].blocked and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert step_helper._helpers[0].blocked
     before = step_helper.served_jobs()
     for _ in range(200):
@@ -62,8 +77,10 @@ def test_disabled_helper_takes_no_step_and_the_steps_still_split(split_steps):
             "opt = Adam(lr=0.01)\n"
             "for _ in range(5):\n"
             "    net.train_step(x, y, opt)\n"
-            "print(net._second is not None, step_helper.served_jobs(), len(step_helper._helpers))\n")
-    env = dict(os.environ, GRADLAB_STEP_HELPER="0", PYTHONPATH=str(ROOT))
+            "print(net._second is not None, step_helper.served_jobs(),\n"
+            "      len(step_helper._helpers))\n")
+    env = dict(os.environ, GRADLAB_STEP_HELPER="0", GRADLAB_SPLIT_STEPS="1",
+               PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
                          text=True, check=True, timeout=300).stdout.split()
     assert out == ["True", "0", "0"]
