@@ -2,8 +2,8 @@
 
 Split steps are off unless switched on (`GRADLAB_SPLIT_STEPS=1` in the environment, or
 `enable_split_steps()`): on the 2-core virtual machine they were measured on, they were
-1.2-1.55x faster than the one-thread step in one session and 1.1-2.5x slower in another, and
-much slower with another busy process (see the README's Performance section). Once on, a
+1.2-1.55x faster than the one-thread step in one half hour and 1.1-1.6x slower an hour later,
+and up to 2.5x slower beside another busy process (README, Performance). Once on, a
 step splits when the process allows two or more BLAS threads, the step is small enough that
 its GEMMs run on one (gemm_threads.ONE_THREAD_FLOPS) and large enough that a second core pays
 for the hand-offs (SPLIT_FLOPS), the network has no batch norm, and this machine lets the
