@@ -367,12 +367,12 @@ def kernel_step(net, opt, x, y):
     args = (net._packed_spec, (net.params, net.grads, net.running), (codes, hyper, m, v, t),
             work, (x, y, np.arange(len(x), dtype=np.int64), len(x)), net._packed_step_record)
     flops = step_flops(net.sizes, len(x))
-    second, job = net._second_side(work[3])
 
     def run():
         held = hold_one_thread(flops)
         try:
             if splits(flops, held, net.batchnorm, len(x)):
+                second, job = net._second_side(work[3])  # allocated once, on the first split
                 split_batches(*args, second, job, step_flags(), net._split, net.dtype.type)
             else:
                 train_batches(*args)
