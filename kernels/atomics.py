@@ -11,7 +11,7 @@ reads the processor's cycle counter (`llvm.readcyclecounter`) for spin time limi
 sleeps the thread (libc `usleep`) and `yield_thread()` gives the processor away
 (sched_yield), both without returning to Python; `pointer(address, dtype)` makes a typed
 pointer of an integer address (for `numba.carray`), so one compiled helper can work on
-whichever arrays a caller hands it; `prefetch_write(a, i)` asks for a line before writing it.
+whichever arrays a caller hands it.
 """
 import platform
 
@@ -133,23 +133,3 @@ def pointer(typingctx, address, dtype):
     def codegen(context, builder, sig, args):
         return builder.inttoptr(args[0], context.get_value_type(target))
     return target(address, dtype), codegen
-
-
-@intrinsic
-def prefetch_write(typingctx, array, index):
-    """Asks for the cache line of array[index] for writing (x86 `prefetchw`; llvm.prefetch
-    with rw = 1): a line another core last read or wrote moves here before the store needs it,
-    instead of one transfer per store miss."""
-    if not (isinstance(array, types.Array) and array.ndim == 1 and
-            isinstance(index, types.Integer)):
-        raise TypeError("prefetch_write takes a 1-D array and an integer index")
-
-    def codegen(context, builder, sig, args):
-        ptr = _pointer(context, builder, sig.args[0], args[0], args[1])
-        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
-            "llvm.prefetch.p0")
-        builder.call(fn, [builder.bitcast(ptr, i8p), i32(1), i32(3), i32(1)])
-        return context.get_dummy_value()
-    return types.void(array, index), codegen

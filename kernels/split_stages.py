@@ -17,7 +17,6 @@ import math
 import numpy as np
 
 from ._jit import LANES, kernel, kernel_ordered
-from .atomics import prefetch_write
 from .clipping import NO_CLIP, VALUE, clamp_segment, clip_coefficients, clip_range
 from .layout import DIVERGED_GRADIENT, DIVERGED_LOSS, DIVERGED_UPDATE
 from .optimizers import C_CLIP, C_SCHEDULE, C_WARMUP, H_CLIP, H_LR, H_SCHED_P1, H_SCHED_P2, \
@@ -105,15 +104,6 @@ def add_squares(g, g1, lo, hi):
 
 
 @kernel
-def claim_lines(a, lo, hi):
-    """Prefetches a[lo:hi] for writing, one request per 64-byte line: the lines the other side
-    has read or written since move here in parallel rather than at each store."""
-    step = 64 // a.itemsize
-    for i in range(lo, hi, step):
-        prefetch_write(a, i)
-
-
-@kernel
 def checks_early(codes):
     """True when the clipping (none, or value: elementwise) needs no norm, so that stage 2
     also clips and runs the update's finiteness pass, and stage 4 is skipped."""
@@ -122,13 +112,10 @@ def checks_early(codes):
 
 @kernel
 def combine_range(net, params, grads, grads1, opt, lo, hi, exch, side):
-    """Stage 2 on [lo, hi): g += g_1 and the per-layer sums of squares of dW and db, after
-    claiming the range's parameters and gradients (the update writes them); when the
+    """Stage 2 on [lo, hi): g += g_1 and the per-layer sums of squares of dW and db; when the
     clipping needs no norm, also the clipping and the update's finiteness pass, CHUNK entries
     at a time while they are in cache (1.0 into the side's flag when every chunk passes)."""
     codes, hyper, m, v = opt
-    claim_lines(params, lo, hi)
-    claim_lines(grads, lo, hi)
     n_layers = net.sizes.shape[0] - 1
     wsq = exchange_block(exch, B_WSQ, side, n_layers)
     bsq = exchange_block(exch, B_BSQ, side, n_layers)

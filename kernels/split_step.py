@@ -174,6 +174,24 @@ def _second_update(side, split):
 
 
 @kernel
+def _meet_or_run(duo, flags, seq, stage, side, step, batch_size, split):
+    """The end of stage `stage` of a step (sequence base `seq`) on the caller's side: with the
+    helper, publish this side's progress and wait for the helper's; without it, run the second
+    side's piece of the stage (1 half pass, 2 combine, 4 clip and check, 5 update) here."""
+    if duo:
+        _publish(flags, CALLER_AT, seq + stage)
+        _await(flags, HELPER_AT, seq + stage)
+    elif stage == 1:
+        _second_half(side, step, batch_size)
+    elif stage == 2:
+        _second_combine(side, split)
+    elif stage == 4:
+        _second_check(side, split)
+    else:
+        _second_update(side, split)
+
+
+@kernel
 def split_batches(spec, model, opt, work, data, rec, second, job, flags, split, dtype):
     """step.train_batches with every step split (see the module's docstring) at `split`.
     second = (grads1, packed work1, packed rec1, exchange), the second side's buffers; job: the
@@ -204,28 +222,16 @@ def split_batches(spec, model, opt, work, data, rec, second, job, flags, split, 
         lo, mid, hi = _step_rows(step, batch_size, order.shape[0])
         begin_step((codes, hyper, t_state), exch)
         loss0 = half_pass(net, model, w0, r, step, (x, y, order), lo, mid, hi - lo)
-        if duo:
-            _publish(flags, CALLER_AT, seq + 1)
-            _await(flags, HELPER_AT, seq + 1)
-        else:
-            _second_half(side, step, batch_size)
+        _meet_or_run(duo, flags, seq, 1, side, step, batch_size, split)
         combine_range(net, params, grads, second[0], (codes, hyper, m, v), 0, split, exch, 0)
-        if duo:
-            _publish(flags, CALLER_AT, seq + 2)
-            _await(flags, HELPER_AT, seq + 2)
-        else:
-            _second_combine(side, split)
+        _meet_or_run(duo, flags, seq, 2, side, step, batch_size, split)
         cause = decide_step(net, r, r1, step, mid - lo, hi - mid, loss0, (codes, hyper, t_state),
                         exch)
         if duo:
             _publish(flags, CALLER_AT, seq + 3)
         if cause == 0 and not early:
             clip_and_check(net, params, grads, (codes, hyper, m, v), 0, split, exch, 0)
-            if duo:
-                _publish(flags, CALLER_AT, seq + 4)
-                _await(flags, HELPER_AT, seq + 4)
-            else:
-                _second_check(side, split)
+            _meet_or_run(duo, flags, seq, 4, side, step, batch_size, split)
             if exch[E_FINITE0] == 0.0 or exch[E_FINITE1] == 0.0:
                 cause = DIVERGED_UPDATE
         if cause:
@@ -233,11 +239,7 @@ def split_batches(spec, model, opt, work, data, rec, second, job, flags, split, 
             done = step
             break
         update_range(net, params, grads, (codes, hyper, m, v), 0, split, exch, 0)
-        if duo:
-            _publish(flags, CALLER_AT, seq + 5)
-            _await(flags, HELPER_AT, seq + 5)
-        else:
-            _second_update(side, split)
+        _meet_or_run(duo, flags, seq, 5, side, step, batch_size, split)
         finish_step(net, r, step, exch)
         t_state[0] = int(exch[E_T])
     if duo:  # the helper reads nothing of this call once it has counted it
