@@ -491,10 +491,16 @@ def test_study_runs_on_cuda_match_cpu(tmp_path):
         assert_close(dev_layers[column], cpu_layers[column], atol=1e-10, name=column)
 
 
-def test_gradlab_train_on_cuda(capsys):
+def test_gradlab_train_on_cuda(capsys, tmp_path):
+    """The CLI end to end on the device, on 80 rows of scikit-learn's blobs (the simulator runs
+    every GPU thread in Python, so a few steps)."""
+    from sklearn.datasets import make_blobs
     from studies.cli.main import main
-    code = main(["train", "--dataset", "blobs", "--hidden", "4", "--epochs", "2",
-                 "--batch-size", "40", "--device", "cuda", "--dtype", "float64", "--every", "1"])
+    x, y = make_blobs(n_samples=100, centers=3, n_features=2, random_state=0)
+    data = tmp_path / "blobs.npz"
+    np.savez(data, x_train=x[:80], y_train=y[:80], x_test=x[80:], y_test=y[80:])
+    code = main(["train", "--dataset", str(data), "--hidden", "4", "--epochs", "2",
+                 "--batch-size", "20", "--device", "cuda", "--dtype", "float64", "--every", "1"])
     out = capsys.readouterr().out
     assert code == 0 and "final test accuracy" in out
     assert "per-layer gradients: not recorded by this device's step" in out and "nan" not in out
