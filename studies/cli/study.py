@@ -7,6 +7,7 @@ from pathlib import Path
 from studies.spec import bundled_specs, load_spec
 
 USER_FAILURES = ("DatasetError",)  # failed runs that are the input's fault: exit 2
+RUN_TABLE_ROWS = 40  # rows of the runs table after a sweep (`gradlab show` prints all)
 
 
 def add_parser(sub):
@@ -85,7 +86,7 @@ def run_command(args):
     rate = fresh / summary.wall_time * 60 if summary.wall_time > 0 and fresh else 0.0
     print(f"{spec.name} ({args.scale}): {summary.total} runs, {summary.skipped} already done, "
           f"{counts}; {summary.wall_time:.1f} s ({rate:.1f} runs/min); results in {summary.out}")
-    results = print_summary(summary.out, spec=spec)
+    results = print_summary(summary.out, spec=spec, max_rows=RUN_TABLE_ROWS)
     failed = summary.counts.get("failed", 0)
     if not failed:
         return 0
@@ -114,9 +115,9 @@ def list_command(args):
     return 0
 
 
-def print_summary(path, stream=None, spec=None):
-    """Runs per status and per label, the runs table's key columns and the failed runs'
-    errors; returns the Results shown."""
+def print_summary(path, stream=None, spec=None, max_rows=None):
+    """Runs per status and per label, the runs table's key columns (its first `max_rows`
+    rows, all when None) and the failed runs' errors; returns the Results shown."""
     import pandas as pd
     stream = stream or sys.stdout
     from studies.store import load_labelled
@@ -131,7 +132,11 @@ def print_summary(path, stream=None, spec=None):
     cols = [c for c in cols if c in runs.columns]
     with pd.option_context("display.width", 160, "display.max_rows", 60,
                            "display.max_colwidth", 50):
-        print(runs.sort_values(cols[:len(swept)] or ["run_id"])[cols].to_string(index=False),
+        table = runs.sort_values(cols[:len(swept)] or ["run_id"])[cols]
+        shown = table if max_rows is None else table.head(max_rows)
+        print(shown.to_string(index=False), file=stream)
+    if len(shown) < len(table):
+        print(f"... {len(table) - len(shown)} more runs (gradlab show {path} lists every run)",
               file=stream)
     print("\nstatus: " + ", ".join(f"{k} {v}" for k, v in runs["status"].value_counts().items()),
           file=stream)

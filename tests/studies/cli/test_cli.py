@@ -90,3 +90,23 @@ def test_run_then_show(tmp_path):
     assert "2/2" not in result.stderr  # no progress bar when not a terminal
     shown = gradlab("show", str(out))
     assert shown.returncode == 0 and "status: completed 2" in shown.stdout
+
+
+def test_run_prints_the_first_rows_of_a_large_sweep_and_show_prints_all(tmp_path, capsys):
+    from studies.cli.study import RUN_TABLE_ROWS
+    seeds = RUN_TABLE_ROWS // 2 + 3  # two activations: six runs more than the table shows
+    spec = tmp_path / "many.toml"
+    spec.write_text(f'name = "many"\nseeds = {list(range(seeds))}\n[fixed]\ndataset = "blobs"\n'
+                    'n_samples = 120\nsteps = 2\nmetrics_every = 1\nwidth = 4\n'
+                    '[axes]\nactivation = ["tanh", "relu"]\n')
+    out = tmp_path / "out"
+    assert main(["run", str(spec), "--out", str(out), "--workers", "0", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    def table_rows(text):
+        return [line for line in text.splitlines() if line.split()[:1] in (["tanh"], ["relu"])]
+    assert len(table_rows(printed)) == RUN_TABLE_ROWS
+    assert f"... 6 more runs (gradlab show {out} lists every run)" in printed
+    assert f"status: completed {2 * seeds}" in printed
+    assert main(["show", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert len(table_rows(shown)) == 2 * seeds and "more runs" not in shown
