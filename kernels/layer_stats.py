@@ -5,8 +5,8 @@ the columns of SUMMARY_COLUMNS from the buffers a forward (and backward) pass le
 workspace, for the first n rows:
 - for z (affine output), h (batch-norm output, NaN columns without batch norm), a (activation
   output) and g = n dl/dz (with `backward`, else NaN): mean and std over all rows x units, in
-  float64 summed as NumPy sums (`np.mean(v, dtype=float64)`, `np.std`: pairwise sums of 8
-  lanes, blocks of 128, over cast buffers of BUFFER entries), and the exact percentiles
+  float64 summed as NumPy sums (`np.mean(v, dtype=float64)`, `np.std`: kernels.pairwise_sum),
+  and the exact percentiles
   PERCENTILES (linear interpolation between order statistics, kernels.order_stats; g also its
   2nd percentile); the order statistics of a non-decreasing activation's output are f of
   those of its input, proved by counting instead of selected again;
@@ -30,6 +30,7 @@ from ._jit import kernel, kernel_exact_order, kernel_inline
 from .activations import ACTIVATIONS, SIGMOID, TANH, activation_forward
 from . import vecmath as V
 from .order_stats import order_statistics, proved_order_statistics
+from .pairwise_sum import moments_into
 from .step import _pre_activation, predict_rows
 
 TANH_SATURATION = 0.97   # tanh saturated: |a| > 0.97 (tanh'(h) < 0.06)
@@ -47,90 +48,8 @@ N_STATS = len(STAT_SUFFIXES)
 UNIT0_AT = 3 * N_STATS
 SATURATED_AT = UNIT0_AT + len(UNIT0_PERCENTILES)
 GRADIENT_AT = SATURATED_AT + 1
-BUFFER = 8192            # NumPy's cast buffer (np.getbufsize()): a float32 sum in float64
-BLOCK = 128              # NumPy's pairwise-sum block
+assert SUMMARY_COLUMNS[GRADIENT_AT + 2 + len(PERCENTILES)] == "g_p2"
 NON_DECREASING = np.array([a.code for a in ACTIVATIONS.values() if a.non_decreasing], np.int64)
-
-
-@kernel_inline
-def _term(v, i, centre, squared):
-    """Entry i (uint64) of v in float64, or its squared deviation (v_i - centre)^2 with
-    `squared` (no fused multiply-add: the square is rounded before it is summed, as NumPy's std
-    does)."""
-    x = float(v[i])
-    if squared:
-        d = x - centre
-        return d * d
-    return x
-
-
-U1, U2, U3, U4, U5, U6, U7, U8 = (np.uint64(k) for k in range(1, 9))
-
-
-@kernel_exact_order
-def _block_sum(v, lo, n, centre, squared):
-    """NumPy's sum of a block of n <= BLOCK terms: in order below 8, else 8 lanes. Indices are
-    unsigned (no negative-index wraparound), so the eight lanes vectorize."""
-    start, count = np.uint64(lo), np.uint64(n)
-    if count < U8:
-        res = 0.0
-        for i in range(start, start + count):
-            res += _term(v, i, centre, squared)
-        return res
-    r0, r1 = _term(v, start, centre, squared), _term(v, start + U1, centre, squared)
-    r2, r3 = _term(v, start + U2, centre, squared), _term(v, start + U3, centre, squared)
-    r4, r5 = _term(v, start + U4, centre, squared), _term(v, start + U5, centre, squared)
-    r6, r7 = _term(v, start + U6, centre, squared), _term(v, start + U7, centre, squared)
-    end = start + count - count % U8
-    for b in range(start + U8, end, U8):
-        r0 += _term(v, b, centre, squared)
-        r1 += _term(v, b + U1, centre, squared)
-        r2 += _term(v, b + U2, centre, squared)
-        r3 += _term(v, b + U3, centre, squared)
-        r4 += _term(v, b + U4, centre, squared)
-        r5 += _term(v, b + U5, centre, squared)
-        r6 += _term(v, b + U6, centre, squared)
-        r7 += _term(v, b + U7, centre, squared)
-    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    for i in range(end, start + count):
-        res += _term(v, i, centre, squared)
-    return res
-
-
-@kernel_exact_order
-def _pairwise(v, lo, n, centre, squared):
-    """NumPy's pairwise sum of the terms lo..lo + n of v (_term): blocks of up to BLOCK terms,
-    and above that (left half, at a multiple of 8) + (right half), walked with an explicit
-    stack (phase 0: split or sum a block; 1: left half summed; 2: both summed)."""
-    if n <= BLOCK:
-        return _block_sum(v, lo, n, centre, squared)
-    starts = np.empty(64, np.int64)
-    sizes = np.empty(64, np.int64)
-    phase = np.zeros(64, np.int64)
-    left = np.empty(64, np.float64)
-    top, ret = 0, 0.0
-    starts[0], sizes[0] = lo, n
-    while top >= 0:
-        m = sizes[top]
-        half = m // 2
-        half -= half % 8
-        if phase[top] == 0 and m <= BLOCK:
-            ret = _block_sum(v, starts[top], m, centre, squared)
-            top -= 1
-        elif phase[top] == 0:
-            phase[top] = 1
-            starts[top + 1], sizes[top + 1], phase[top + 1] = starts[top], half, 0
-            top += 1
-        elif phase[top] == 1:
-            left[top] = ret
-            phase[top] = 2
-            starts[top + 1], sizes[top + 1] = starts[top] + half, m - half
-            phase[top + 1] = 0
-            top += 1
-        else:
-            ret = left[top] + ret
-            top -= 1
-    return ret
 
 
 @kernel_exact_order
@@ -167,26 +86,10 @@ def _percentiles_into(values, qs, out, at):
 
 
 @kernel_exact_order
-def _moments_into(values, out, at):
-    """out[at], out[at + 1] = mean and std of the entries of values, as NumPy's in float64:
-    the mean sums float32 entries cast in buffers of BUFFER (NumPy's float64 sum of a float32
-    array) and float64 ones in one pairwise sum; the variance sums the float64 squared
-    deviations in one pairwise sum. Terms are cast as they are summed, so no copy is made."""
-    n = values.shape[0]
-    chunk = n if values.itemsize == 8 else BUFFER  # float64 entries are summed uncast
-    total = 0.0
-    for lo in range(0, n, chunk):
-        total += _pairwise(values, lo, min(n, lo + chunk) - lo, 0.0, False)
-    mean = total / n
-    out[at] = mean
-    out[at + 1] = np.sqrt(_pairwise(values, 0, n, mean, True) / n)
-
-
-@kernel_exact_order
 def _summary_into(values, out, at):
     """mean, std and PERCENTILES of the entries of values into out[at:at + N_STATS]; returns
     the order statistics the percentiles came from."""
-    _moments_into(values, out, at)
+    moments_into(values, out, at)
     return _percentiles_into(values, np.array(PERCENTILES), out, at + 2)
 
 
@@ -196,7 +99,7 @@ def _image_summary_into(values, pre_found, code, param, out, at):
     pre_found, the order statistics of pre that _summary_into(pre) returned: f of those are the
     order statistics of values, proved by counting (order_stats.proved_order_statistics), the
     same bits as selecting them."""
-    _moments_into(values, out, at)
+    moments_into(values, out, at)
     n = values.shape[0]
     qs = np.array(PERCENTILES)
     guess = np.empty(pre_found.shape[0], values.dtype)
@@ -262,8 +165,8 @@ def layer_summaries(net, work, n, backward, out):
         row[SATURATED_AT] = _saturated(a, net.act_code[layer])
         if backward:  # g = n dl/dz in the buffer's dtype: the per-sample gradient
             g = _flat(work.dz, net, work, layer, n) * work.dz.dtype.type(n)
-            _summary_into(g, row, GRADIENT_AT)
-            _percentiles_into(g, np.array((GRADIENT_LOW,)), row, GRADIENT_AT + N_STATS)
+            moments_into(g, row, GRADIENT_AT)  # then p15..p98 and g_p2 in one selection
+            _percentiles_into(g, np.array(PERCENTILES + (GRADIENT_LOW,)), row, GRADIENT_AT + 2)
 
 
 @kernel
