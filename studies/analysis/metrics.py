@@ -3,6 +3,7 @@ fused kernel's per-step records (docs/diagnostics.md).
 
     active = new_active(net)
     out = evaluation_outputs(net, x_train, logits=True, active=active)  # whole training set
+    out = checked_evaluation_outputs(net, checked_x, logits=True)  # rows check_inputs returned
     cols = layer_columns(net, x_eval, active=active)   # {column: array over layers 1..L}
     cols = workspace_layer_columns(net, len(x_eval), active=active)  # from the pass just run
     stats = layer_statistics(net, x_eval)            # list of dicts, one per layer 1..L
@@ -81,7 +82,14 @@ def evaluation_outputs(net, x, logits, active=None):
     """Evaluation-mode outputs of every row of x (kernel form; logits: the output layer's
     activation input), as float64, in chunks of EVALUATION_CHUNK rows (as MLP.forward); `active`
     (new_active) is ORed with each unit's 'activation input > 0 on some row'."""
-    x = check_inputs(x, net.sizes[0], net.dtype)
+    return checked_evaluation_outputs(net, check_inputs(x, net.sizes[0], net.dtype), logits,
+                                      active)
+
+
+def checked_evaluation_outputs(net, x, logits, active=None):
+    """evaluation_outputs of rows x that kernels.validation.check_inputs already returned
+    (C-contiguous, the network's dtype, finite), for callers that evaluate the same rows at
+    every metric step."""
     work = net.workspace(min(len(x), EVALUATION_CHUNK))
     out = np.empty((len(x), net.sizes[-1]), net.dtype)
     flags = new_active(net) if active is None else active

@@ -13,12 +13,12 @@ import traceback
 import numpy as np
 
 from kernels.layout import divergence_cause
-from kernels.validation import check_targets
+from kernels.validation import check_inputs, check_targets
 
 from studies.analysis.labels import LABELS, Thresholds, diverged_now, format_labels, \
     label_columns, layer_label_text
-from studies.analysis.metrics import EVALUATION_CHUNK, evaluation_outputs, layer_columns, \
-    new_active, output_scores, workspace_layer_columns
+from studies.analysis.metrics import EVALUATION_CHUNK, checked_evaluation_outputs, \
+    layer_columns, new_active, output_scores, workspace_layer_columns
 from studies.run.curvature_log import CurvatureLog
 
 
@@ -57,10 +57,17 @@ def evaluate(net, data, x_train, y_train, eval_rows, active=None):
 
 
 def _splits(net, data, x_train, y_train, active):
-    """(split, x, float64 targets, labels, unit flags) of train and test."""
+    """(split, x, float64 targets, labels, unit flags) of train and test; x as check_inputs
+    returns it (validated once, evaluated at every metric step)."""
     y_test = targets_of(net, data.y_test)
-    return (("train", x_train, _targets(net, x_train, y_train), data.y_train, active),
-            ("test", data.x_test, _targets(net, data.x_test, y_test), data.y_test, None))
+    x_test = data.x_test
+    return (("train", _inputs(net, x_train), _targets(net, x_train, y_train), data.y_train,
+             active),
+            ("test", _inputs(net, x_test), _targets(net, x_test, y_test), data.y_test, None))
+
+
+def _inputs(net, x):
+    return check_inputs(x, net.sizes[0], net.dtype)
 
 
 def _targets(net, x, y):
@@ -68,9 +75,10 @@ def _targets(net, x, y):
 
 
 def split_scores(net, data, split, x, targets, labels, flags=None):
-    """{split_loss, split_accuracy (classification tasks)} of one split in evaluation mode;
-    flags (metrics.new_active or None) as in evaluation_outputs."""
-    scores = evaluation_outputs(net, x, net.classification, flags)
+    """{split_loss, split_accuracy (classification tasks)} of one split in evaluation mode
+    (x: rows check_inputs returned, as _splits gives them); flags (metrics.new_active or None)
+    as in metrics.evaluation_outputs."""
+    scores = checked_evaluation_outputs(net, x, net.classification, flags)
     loss, accuracy = output_scores(scores, targets, net.classification)
     out = {f"{split}_loss": loss}
     if data.task == "classification":
