@@ -27,6 +27,7 @@ Reference: `order_statistics_reference` (np.sort).
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._jit import kernel, kernel_inline
@@ -43,6 +44,51 @@ NO_KEY = np.uint64(0xFFFFFFFFFFFFFFFF)
 POSITIVE_ZERO = SIGN                          # the keys of +0.0 and -0.0
 NEGATIVE_ZERO = np.uint64(0x7FFFFFFFFFFFFFFF)
 SPARSE_BELOW = 8            # kept keys under 1/8 of the entries: gathered by a branch
+
+
+COUNT_LANES = 16            # entries compared per vector step of _lane_counts
+MAX_GROUPS = 1 << 26        # groups per _lane_counts call: its int32 lane tallies cannot overflow
+
+
+@intrinsic
+def _lane_counts(typingctx, values, start, groups, bound):
+    """(entries < bound, entries <= bound) among the groups x COUNT_LANES entries from `start`
+    of a contiguous 1-D float array (bound of its dtype; NaN counts in neither), tallied in
+    COUNT_LANES int32 lanes (numba would widen them to int64, a quarter of the lanes)."""
+    if not (isinstance(values, types.Array) and values.ndim == 1 and values.layout == "C"
+            and values.dtype in (types.float32, types.float64)):
+        return None
+    sig = types.UniTuple(types.int64, 2)(values, types.intp, types.intp, values.dtype)
+
+    def codegen(context, builder, signature, args):
+        array, first, count, limit = args
+        data = context.make_array(signature.args[0])(context, builder, array).data
+        element = context.get_value_type(signature.args[0].dtype)
+        loaded = ir.VectorType(element, COUNT_LANES)
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        tallies = ir.VectorType(i32, COUNT_LANES)
+        splat = builder.insert_element(ir.Constant(loaded, ir.Undefined), limit, i32(0))
+        limits = builder.shuffle_vector(splat, splat, ir.Constant(
+            ir.VectorType(i32, COUNT_LANES), [0] * COUNT_LANES))
+        base = builder.gep(data, [first])
+        itemsize = context.get_abi_sizeof(element)
+        below = cgutils.alloca_once_value(builder, ir.Constant(tallies, [0] * COUNT_LANES))
+        at_most = cgutils.alloca_once_value(builder, ir.Constant(tallies, [0] * COUNT_LANES))
+        with cgutils.for_range(builder, count) as loop:
+            at = builder.gep(base, [builder.mul(loop.index, ir.Constant(count.type, COUNT_LANES))])
+            x = builder.load(builder.bitcast(at, loaded.as_pointer()), align=itemsize)
+            for tally, op in ((below, "<"), (at_most, "<=")):
+                hits = builder.zext(builder.fcmp_ordered(op, x, limits), tallies)
+                builder.store(builder.add(builder.load(tally), hits), tally)
+
+        def total(tally):
+            lanes = builder.load(tally)
+            out = i64(0)
+            for j in range(COUNT_LANES):
+                out = builder.add(out, builder.zext(builder.extract_element(lanes, i32(j)), i64))
+            return out
+        return context.make_tuple(builder, signature.return_type, [total(below), total(at_most)])
+    return sig, codegen
 
 
 @intrinsic
@@ -185,8 +231,9 @@ def proved_order_statistics(values, candidates, ranks):
     """sorted(values)[ranks] given a guess of each (float64 candidates, such as f of the order
     statistics of f's input for an activation f that is non-decreasing): candidate c is the
     answer for rank r exactly when, in key order, fewer than r + 1 entries are below c and more
-    than r are at most c, which one vector pass per rank counts. If any candidate fails (or an
-    entry is NaN) the answer is order_statistics(values, ranks): the same bits in every case."""
+    than r are at most c, which one vector pass per distinct candidate counts (_lane_counts:
+    16 entries a step). If any candidate fails (or an entry is NaN) the answer is
+    order_statistics(values, ranks): the same bits in every case."""
     m = ranks.shape[0]
     n = np.uint64(values.shape[0])
     n_nan = 0
@@ -195,12 +242,17 @@ def proved_order_statistics(values, candidates, ranks):
     if n_nan:
         return order_statistics(values, ranks)
     out = np.empty(m, np.float64)
+    counted, below, at_most = NO_KEY, 0, 0
     for r in range(m):
         c = values.dtype.type(candidates[r])  # the entry it must be (rounded to the dtype)
-        if c == 0.0:  # +0.0 and -0.0 differ in key order: count keys
-            below, at_most = _key_counts(values, _key(float(c)))
+        key = _key(float(c))
+        if key == counted:  # the previous rank's candidate (ties: ReLU zeros, saturated ends)
+            pass
+        elif c == 0.0:  # +0.0 and -0.0 differ in key order: count keys
+            below, at_most = _key_counts(values, key)
         else:  # elsewhere key order is the order of the values
             below, at_most = _value_counts(values, c)
+        counted = key
         if not below <= ranks[r] < at_most:
             return order_statistics(values, ranks)
         out[r] = c
@@ -209,9 +261,17 @@ def proved_order_statistics(values, candidates, ranks):
 
 @kernel
 def _value_counts(values, c):
-    """(entries < c, entries <= c) of values without NaN."""
+    """(entries < c, entries <= c) of values without NaN: whole groups of COUNT_LANES by
+    _lane_counts, the rest one by one."""
+    n = values.shape[0]
+    whole = n - n % COUNT_LANES
     below, at_most = 0, 0
-    for i in range(np.uint64(values.shape[0])):
+    for lo in range(0, whole, MAX_GROUPS * COUNT_LANES):
+        groups = min(whole - lo, MAX_GROUPS * COUNT_LANES) // COUNT_LANES
+        lane_below, lane_at_most = _lane_counts(values, lo, groups, c)
+        below += lane_below
+        at_most += lane_at_most
+    for i in range(whole, n):
         below += values[i] < c
         at_most += values[i] <= c
     return below, at_most

@@ -5,7 +5,7 @@ infinities, NaN and tiny inputs; proved_order_statistics gives the same bits fro
 import numpy as np
 import pytest
 
-from kernels.order_stats import order_statistics, order_statistics_reference, \
+from kernels.order_stats import _value_counts, order_statistics, order_statistics_reference, \
     proved_order_statistics
 
 
@@ -116,11 +116,14 @@ def test_a_wrong_guess_falls_back_to_selection(dtype):
     right = order_statistics(pre, ranks)
     off = right.copy()
     off[3] = float(np.nextafter(dtype(off[3]), dtype(np.inf)))
+    repeated = right.copy()
+    repeated[1] = repeated[0]  # the right answer of rank 0, wrong for rank 1 (counted once)
+    assert right[1] != right[0]
     absolute = np.abs(pre)
     zeros = np.r_[-np.zeros(3000), rng.random(1000) + 1].astype(dtype)
     with_nan = pre.copy()
     with_nan[17] = np.nan
-    for values, guess in ((pre, off), (absolute, np.abs(right)),
+    for values, guess in ((pre, off), (pre, repeated), (absolute, np.abs(right)),
                           (zeros, np.zeros(len(ranks))), (with_nan, right)):
         got = proved_order_statistics(values, guess.astype(np.float64), ranks)
         expected = order_statistics(values, ranks)
@@ -138,3 +141,19 @@ def test_a_float64_guess_between_float32_entries_answers_with_the_entry():
     near = right + np.abs(right) * 2.0 ** -30  # inside half a float32 ulp of the answer
     assert not np.array_equal(near, right)
     assert np.array_equal(proved_order_statistics(values, near, ranks), right)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_value_counts_count_below_and_at_most_at_every_length(dtype):
+    """The vector counts (16 entries a step, the rest one by one) at lengths around multiples
+    of 16, with bounds between, at and beyond the entries; NaN entries count in neither."""
+    rng = np.random.default_rng(7)
+    values = np.round(rng.normal(size=1100) * 8).astype(dtype)  # many ties
+    values[[5, 40, 1000]] = np.nan
+    for n in (0, 1, 15, 16, 17, 31, 32, 33, 47, 1000, 1100):
+        head = values[:n]
+        for c in (0.5, 1.0, -3.0, np.inf, -np.inf, 100.0):
+            c = dtype(c)
+            with np.errstate(invalid="ignore"):
+                expected = (np.count_nonzero(head < c), np.count_nonzero(head <= c))
+            assert _value_counts(head, c) == expected, (n, c)
