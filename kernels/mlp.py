@@ -121,14 +121,16 @@ class MLP(CurvatureMixin):
     def reset_parameters(self, seed=None):
         """Draws weights and biases from `seed` (float64, then cast); gamma = 1, beta = 0."""
         rng = np.random.default_rng(self.seed if seed is None else check_seed("seed", seed))
+        weights, biases = self.weights, self.biases  # each property builds every layer's view
+        gammas, betas = self.gammas, self.betas
         for layer in range(self.n_layers):
             n_in, n_out = self.sizes[layer], self.sizes[layer + 1]
-            self.weights[layer][...] = sample_weights(self.init, n_out, n_in, rng, self.gain,
-                                                      self.init_scale)
-            self.biases[layer][...] = sample_biases(n_out, rng, self.bias_scale)
+            weights[layer][...] = sample_weights(self.init, n_out, n_in, rng, self.gain,
+                                                 self.init_scale)
+            biases[layer][...] = sample_biases(n_out, rng, self.bias_scale)
             if self.spec.bn[layer]:
-                self.gammas[layer][...] = 1.0
-                self.betas[layer][...] = 0.0
+                gammas[layer][...] = 1.0
+                betas[layer][...] = 0.0
         self.running[...] = running_stats_buffer(self.sizes, self.dtype)
 
     # ------------------------------------------------------------------ views
