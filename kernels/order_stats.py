@@ -32,6 +32,7 @@ from numba.extending import intrinsic
 
 from ._jit import kernel, kernel_inline
 from .vecmath import _float64_from_bits
+from .vector_ir import I32, LaneLoader, contiguous_floats, splat
 
 DIGIT = 11
 SIGN = np.uint64(1 << 63)
@@ -55,37 +56,28 @@ def _lane_counts(typingctx, values, start, groups, bound):
     """(entries < bound, entries <= bound) among the groups x COUNT_LANES entries from `start`
     of a contiguous 1-D float array (bound of its dtype; NaN counts in neither), tallied in
     COUNT_LANES int32 lanes (numba would widen them to int64, a quarter of the lanes)."""
-    if not (isinstance(values, types.Array) and values.ndim == 1 and values.layout == "C"
-            and values.dtype in (types.float32, types.float64)):
+    if not contiguous_floats(values):
         return None
     sig = types.UniTuple(types.int64, 2)(values, types.intp, types.intp, values.dtype)
 
     def codegen(context, builder, signature, args):
         array, first, count, limit = args
-        data = context.make_array(signature.args[0])(context, builder, array).data
-        element = context.get_value_type(signature.args[0].dtype)
-        loaded = ir.VectorType(element, COUNT_LANES)
-        i32, i64 = ir.IntType(32), ir.IntType(64)
-        tallies = ir.VectorType(i32, COUNT_LANES)
-        splat = builder.insert_element(ir.Constant(loaded, ir.Undefined), limit, i32(0))
-        limits = builder.shuffle_vector(splat, splat, ir.Constant(
-            ir.VectorType(i32, COUNT_LANES), [0] * COUNT_LANES))
-        base = builder.gep(data, [first])
-        itemsize = context.get_abi_sizeof(element)
+        entries = LaneLoader(context, builder, signature.args[0], array, first, COUNT_LANES)
+        limits = splat(builder, limit, entries.vector)
+        tallies = ir.VectorType(I32, COUNT_LANES)
         below = cgutils.alloca_once_value(builder, ir.Constant(tallies, [0] * COUNT_LANES))
         at_most = cgutils.alloca_once_value(builder, ir.Constant(tallies, [0] * COUNT_LANES))
         with cgutils.for_range(builder, count) as loop:
-            at = builder.gep(base, [builder.mul(loop.index, ir.Constant(count.type, COUNT_LANES))])
-            x = builder.load(builder.bitcast(at, loaded.as_pointer()), align=itemsize)
+            x = entries.load(loop.index)
             for tally, op in ((below, "<"), (at_most, "<=")):
                 hits = builder.zext(builder.fcmp_ordered(op, x, limits), tallies)
                 builder.store(builder.add(builder.load(tally), hits), tally)
 
         def total(tally):
-            lanes = builder.load(tally)
+            lanes, i64 = builder.load(tally), ir.IntType(64)
             out = i64(0)
             for j in range(COUNT_LANES):
-                out = builder.add(out, builder.zext(builder.extract_element(lanes, i32(j)), i64))
+                out = builder.add(out, builder.zext(builder.extract_element(lanes, I32(j)), i64))
             return out
         return context.make_tuple(builder, signature.return_type, [total(below), total(at_most)])
     return sig, codegen
@@ -246,13 +238,12 @@ def proved_order_statistics(values, candidates, ranks):
     for r in range(m):
         c = values.dtype.type(candidates[r])  # the entry it must be (rounded to the dtype)
         key = _key(float(c))
-        if key == counted:  # the previous rank's candidate (ties: ReLU zeros, saturated ends)
-            pass
-        elif c == 0.0:  # +0.0 and -0.0 differ in key order: count keys
-            below, at_most = _key_counts(values, key)
-        else:  # elsewhere key order is the order of the values
-            below, at_most = _value_counts(values, c)
-        counted = key
+        if key != counted:  # else the previous rank's candidate (ReLU zeros, saturated ends)
+            if c == 0.0:  # +0.0 and -0.0 differ in key order: count keys
+                below, at_most = _key_counts(values, key)
+            else:  # elsewhere key order is the order of the values
+                below, at_most = _value_counts(values, c)
+            counted = key
         if not below <= ranks[r] < at_most:
             return order_statistics(values, ranks)
         out[r] = c

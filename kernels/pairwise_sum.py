@@ -21,6 +21,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._jit import kernel_exact_order, kernel_inline
+from .vector_ir import I32, LaneLoader, contiguous_floats, splat
 
 BUFFER = 8192            # NumPy's cast buffer (np.getbufsize()): a float32 sum in float64
 BLOCK = 128              # NumPy's pairwise-sum block
@@ -32,28 +33,19 @@ def _lane_sums(typingctx, values, start, groups, centre, squared):
     """The 8 lanes of `groups` >= 1 groups of 8 terms from entry `start` of a contiguous 1-D
     float32/float64 array (lane j: terms start + j + 8g in order of g), combined as NumPy
     combines its accumulators."""
-    if not (isinstance(values, types.Array) and values.ndim == 1 and values.layout == "C"
-            and values.dtype in (types.float32, types.float64)):
+    if not contiguous_floats(values):
         return None
     sig = types.float64(values, types.intp, types.intp, types.float64, types.boolean)
 
     def codegen(context, builder, signature, args):
         array, first, count, mid, square = args
-        data = context.make_array(signature.args[0])(context, builder, array).data
-        element = context.get_value_type(signature.args[0].dtype)
-        loaded = ir.VectorType(element, LANES)
+        entries = LaneLoader(context, builder, signature.args[0], array, first, LANES)
         lanes = ir.VectorType(ir.DoubleType(), LANES)
-        i32 = ir.IntType(32)
-        splat = builder.insert_element(ir.Constant(lanes, ir.Undefined), mid, i32(0))
-        centres = builder.shuffle_vector(splat, splat, ir.Constant(ir.VectorType(i32, LANES),
-                                                                   [0] * LANES))
-        base = builder.gep(data, [first])
-        itemsize = context.get_abi_sizeof(element)
+        centres = splat(builder, mid, lanes)
 
         def terms(group, squared_terms):
-            at = builder.gep(base, [builder.mul(group, ir.Constant(group.type, LANES))])
-            x = builder.load(builder.bitcast(at, loaded.as_pointer()), align=itemsize)
-            if element != ir.DoubleType():
+            x = entries.load(group)
+            if entries.element != ir.DoubleType():
                 x = builder.fpext(x, lanes)
             if squared_terms:
                 d = builder.fsub(x, centres)
@@ -70,7 +62,7 @@ def _lane_sums(typingctx, values, start, groups, centre, squared):
                         group = builder.add(loop.index, ir.Constant(count.type, 1))
                         builder.store(builder.fadd(builder.load(acc),
                                                    terms(group, squared_terms)), acc)
-        r = [builder.extract_element(builder.load(acc), i32(j)) for j in range(LANES)]
+        r = [builder.extract_element(builder.load(acc), I32(j)) for j in range(LANES)]
         add = builder.fadd
         return add(add(add(r[0], r[1]), add(r[2], r[3])), add(add(r[4], r[5]), add(r[6], r[7])))
     return sig, codegen
