@@ -2,7 +2,8 @@
 process at once (os._exit, as a segfault or an out-of-memory kill would); a run of momentum
 RAISING_MOMENTUM has its momentum set to 1.5 inside the worker, past the spec's validation, so
 building its optimizer raises there; any other group is executed as usual. Tests install it as
-the runner's work function; it lives here, importable by spawned and Dask worker processes."""
+the runner's work function; it lives here, importable by spawned and Dask worker processes.
+large_result keeps the result pipe busy for a pool killed mid-transfer."""
 import os
 
 from studies.run.execute import execute_group
@@ -17,3 +18,9 @@ def execute_or_die(configs, labels=None):
     configs = [{**c, "momentum": 1.5} if c.get("momentum") == RAISING_MOMENTUM else c
                for c in configs]
     return execute_group(configs, labels)
+
+
+def large_result(size):
+    """`size` bytes back through the pool's result pipe: long enough in transit that a kill
+    lands while it is half sent."""
+    return b"x" * size

@@ -14,6 +14,7 @@ SINGLE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_N
 WORKERS_PER_CORE = 4  # --workers above this many per core is capped
 CONNECT_TIMEOUT_S = 5
 PR_SET_PDEATHSIG = 1
+KILL_WAIT_S = 5  # a SIGKILLed worker is reaped within this
 
 
 def init_worker(parent_pid):
@@ -37,13 +38,26 @@ def new_pool(workers):
 
 
 def kill_pool(pool):
-    """Ends a pool now: its workers are killed, queued work cancelled (nothing waits)."""
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
+    """Ends a pool now: its workers are killed, queued work cancelled (nothing waits). Once they
+    are dead the parent's end of the result pipe is closed too: a worker killed while sending a
+    result leaves a partial message there, and the pool's manager thread, which the interpreter
+    joins at exit, would wait for the rest of it forever; with no writer left it reads EOF and
+    ends."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
         try:
             process.kill()
         except (OSError, ValueError):
             pass
+    for process in processes:
+        try:
+            process.join(KILL_WAIT_S)
+        except (OSError, ValueError, AssertionError):
+            pass
+    results = getattr(pool, "_result_queue", None)
     pool.shutdown(wait=False, cancel_futures=True)
+    if results is not None:
+        results._writer.close()
 
 
 def worker_count(requested, n_groups, cpus=None):

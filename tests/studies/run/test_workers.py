@@ -108,6 +108,26 @@ def test_ctrl_c_ends_the_sweep_in_one_line_with_finished_runs_stored(tmp_path):
     assert sorted(runs["steps"]) == [12, 13]
 
 
+def test_a_pool_killed_while_a_result_is_half_sent_lets_its_process_exit(tmp_path):
+    """Workers stream large results back; the pool is killed mid-transfer. The process must
+    still exit (the pool's manager thread, joined at exit, must not wait for the rest of a
+    message no one will send)."""
+    script = tmp_path / "kill_mid_transfer.py"
+    script.write_text(
+        "from _dying_worker import large_result\n"
+        "from studies.run.workers import kill_pool, new_pool\n"
+        "if __name__ == '__main__':\n"
+        "    pool = new_pool(2)\n"
+        "    futures = [pool.submit(large_result, 80_000_000) for _ in range(12)]\n"
+        "    futures[1].result()  # results are streaming back through the pipe now\n"
+        "    kill_pool(pool)\n"
+        "    print('killed', flush=True)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    done = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=env, text=True,
+                          capture_output=True, timeout=120)
+    assert (done.returncode, done.stdout) == (0, "killed\n"), done.stderr
+
+
 def test_worker_count_is_capped_with_a_note(tmp_path, capsys):
     assert worker_count(None, 3, cpus=8) == (3, None)
     assert worker_count(None, 50, cpus=8) == (8, None)
