@@ -38,11 +38,11 @@ def new_pool(workers):
 
 
 def kill_pool(pool):
-    """Ends a pool now: its workers are killed, queued work cancelled (nothing waits). Once they
-    are dead the parent's end of the result pipe is closed too: a worker killed while sending a
-    result leaves a partial message there, and the pool's manager thread, which the interpreter
-    joins at exit, would wait for the rest of it forever; with no writer left it reads EOF and
-    ends."""
+    """Ends a pool now: its workers are killed and reaped (KILL_WAIT_S at most each), queued work
+    cancelled, no work waited for. Then the parent's end of the result pipe is closed: a worker
+    killed while sending a result leaves a partial message there, and the pool's manager thread,
+    which the interpreter joins at exit, would wait for the rest of it forever; with no writer
+    left it reads EOF and ends."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
     for process in processes:
         try:
@@ -52,7 +52,7 @@ def kill_pool(pool):
     for process in processes:
         try:
             process.join(KILL_WAIT_S)
-        except (OSError, ValueError, AssertionError):
+        except (OSError, ValueError):
             pass
     results = getattr(pool, "_result_queue", None)
     pool.shutdown(wait=False, cancel_futures=True)
