@@ -10,6 +10,11 @@ for the hand-offs (SPLIT_FLOPS), the network has no batch norm, and this machine
 process run on two cores. Studies hold the BLAS to one thread, so they never split. Whether a
 step splits decides its bits; whether the helper took its second side does not.
 
+The helper's state is ASLEEP whenever its thread is not in `serve` (before it first runs,
+and while it blocks in Python): only the thread itself sets IDLE, just before serving, so a
+caller that goes on without it (after WAKE_WAIT_S) computes both sides and never hands a step
+to a thread that would not take it.
+
 The helper spins in compiled code (`split_step.serve`, no GIL) while steps keep coming; after
 SPIN_CYCLES processor cycles (about a millisecond) without one it naps in compiled code,
 NAP_US at a time, until a step asks for it (steps meanwhile compute both sides themselves),
@@ -55,7 +60,7 @@ class StepHelper:
 
     def __init__(self):
         self.flags = np.zeros(N_FLAGS, np.int64)
-        self.flags[STATE] = IDLE
+        self.flags[STATE] = ASLEEP  # no caller may claim it until its thread is about to serve
         self.closed = False
         self.blocked = True  # in Python, waiting for the Event (not spinning or napping)
         self._wake = threading.Event()
@@ -69,8 +74,12 @@ class StepHelper:
             self._wake.clear()
             if self.closed:
                 return
+            # Only this thread moves the state out of ASLEEP (callers claim IDLE alone), so a
+            # caller that went on without waiting for it has computed both sides itself.
             self.flags[WAKE] = 0
             self.flags[STATE] = IDLE
+            if self.closed:  # close() may have set STOP before the line above
+                self.flags[STATE] = STOP
             self.blocked = False
             outcome = serve(self.flags, np.int64(SPIN_CYCLES), np.int64(NAP_US),
                             np.int64(NAPS))

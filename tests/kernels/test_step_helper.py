@@ -1,5 +1,6 @@
 """The helper thread of split steps (kernels.step_helper): when a step splits, the helper
 taking steps, sleeping and waking, switched off, and after os.fork."""
+import faulthandler
 import multiprocessing
 import os
 import subprocess
@@ -87,6 +88,7 @@ def test_disabled_helper_takes_no_step_and_the_steps_still_split(split_steps):
 
 
 def _child_step(queue):
+    faulthandler.dump_traceback_later(100, exit=True)  # a stuck child says where, and ends
     net = MLP([13, 37, 21, 3], activation="tanh", seed=1)
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(16, 13)), rng.integers(0, 3, 16)
@@ -104,9 +106,39 @@ def test_a_forked_child_splits_without_the_parents_helper(split_steps):
     assert step_helper.served_jobs() > 0
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
-    child = context.Process(target=_child_step, args=(queue,))
+    child = context.Process(target=_child_step, args=(queue,), daemon=True)
     child.start()
-    split, params = queue.get(timeout=120)
-    child.join(timeout=60)
+    try:
+        split, params = queue.get(timeout=120)
+        child.join(timeout=60)
+    finally:
+        if child.is_alive():
+            child.kill()
+            child.join()
     assert child.exitcode == 0 and split
     assert params == net.params.tobytes()
+
+
+def test_a_helper_thread_that_starts_late_never_strands_a_step():
+    code = ("import time\n"
+            "import numpy as np\n"
+            "from kernels import MLP, step_helper\n"
+            "from kernels.gemm_threads import set_blas_threads\n"
+            "from kernels.optimizers import Adam\n"
+            "set_blas_threads(2); step_helper.SPLIT_FLOPS = 0.0\n"
+            "step_helper.enable_split_steps(True); step_helper.WAKE_WAIT_S = 0.0\n"
+            "run = step_helper.StepHelper._run\n"
+            "def late(self):\n"
+            "    time.sleep(0.3)\n"
+            "    run(self)\n"
+            "step_helper.StepHelper._run = late\n"
+            "net = MLP([13, 37, 21, 3], activation='tanh', seed=1)\n"
+            "x, y = np.ones((16, 13)), np.zeros(16, np.int64)\n"
+            "opt = Adam(lr=0.01)\n"
+            "for _ in range(40):\n"
+            "    net.train_step(x, y, opt); time.sleep(0.01)\n"
+            "print(net._second is not None, np.isfinite(net.params).all())\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                         text=True, check=True, timeout=300).stdout.split()
+    assert out == ["True", "True"]
