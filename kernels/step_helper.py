@@ -74,8 +74,6 @@ class StepHelper:
             self._wake.clear()
             if self.closed:
                 return
-            # Only this thread moves the state out of ASLEEP (callers claim IDLE alone), so a
-            # caller that went on without waiting for it has computed both sides itself.
             self.flags[WAKE] = 0
             self.flags[STATE] = IDLE
             if self.closed:  # close() may have set STOP before the line above

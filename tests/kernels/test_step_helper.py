@@ -19,6 +19,15 @@ from test_split_step import train
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _fresh_process_words(code, **env):
+    """The words `code` prints in a new interpreter at the repository root, with `env` on top
+    of this process's environment (a value None removes the variable)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **env)
+    env = {name: value for name, value in env.items() if value is not None}
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                          text=True, check=True, timeout=300).stdout.split()
+
+
 def test_split_decision(split_steps):
     big = 1e7
     assert step_helper.splits(big, 2, False, 64)
@@ -32,12 +41,9 @@ def test_split_decision(split_steps):
 
 
 def test_split_steps_are_off_by_default_and_large_enough_when_on():
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    env.pop("GRADLAB_SPLIT_STEPS", None)
     code = ("from kernels import step_helper\n"
             "print(step_helper.splits(1e8, 2, False, 64), step_helper.SPLIT_FLOPS)\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
-                         text=True, check=True, timeout=300).stdout.split()
+    out = _fresh_process_words(code, GRADLAB_SPLIT_STEPS=None)
     assert out[0] == "False"
     assert float(out[1]) < step_flops([40] + [64] * 20 + [10], 64) < ONE_THREAD_FLOPS
 
@@ -80,10 +86,7 @@ def test_disabled_helper_takes_no_step_and_the_steps_still_split(split_steps):
             "    net.train_step(x, y, opt)\n"
             "print(net._second is not None, step_helper.served_jobs(),\n"
             "      len(step_helper._helpers))\n")
-    env = dict(os.environ, GRADLAB_STEP_HELPER="0", GRADLAB_SPLIT_STEPS="1",
-               PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
-                         text=True, check=True, timeout=300).stdout.split()
+    out = _fresh_process_words(code, GRADLAB_STEP_HELPER="0", GRADLAB_SPLIT_STEPS="1")
     assert out == ["True", "0", "0"]
 
 
@@ -138,7 +141,4 @@ def test_a_helper_thread_that_starts_late_never_strands_a_step():
             "for _ in range(40):\n"
             "    net.train_step(x, y, opt); time.sleep(0.01)\n"
             "print(net._second is not None, np.isfinite(net.params).all())\n")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
-                         text=True, check=True, timeout=300).stdout.split()
-    assert out == ["True", "True"]
+    assert _fresh_process_words(code) == ["True", "True"]
