@@ -28,7 +28,8 @@ from studies.run.record import RunLog, chunk_order, evaluate, failed_payload, pa
     targets_of
 
 __all__ = ["chunk_order", "evaluate", "dataset_for", "build_run", "training_data", "group_key",
-           "build_engine", "warm_up", "measuring", "train_group", "train_run", "execute_group",
+           "build_engine", "warm_up", "measuring", "same_bits", "measure_runs",
+           "train_group", "train_run", "execute_group",
            "execute", "config_json"]
 
 
@@ -99,6 +100,34 @@ def measuring(probe, net):
     return probe
 
 
+def same_bits(a, b):
+    """Whether two contiguous arrays hold the same bits (signed zeros and NaNs told apart); the
+    first entries are compared first, so arrays that differ early cost little."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    a, b = a.reshape(-1).view(f"u{a.itemsize}"), b.reshape(-1).view(f"u{b.itemsize}")
+    return np.array_equal(a[:64], b[:64]) and np.array_equal(a, b)
+
+
+def measure_runs(logs, nets, active, probe):
+    """{r: logs[r].measure(...)} for the active runs r, each measured through `probe`: a run
+    whose parameters and running statistics are bitwise those of a run measured before it at
+    this metric step (runs of a group that start from one initialization, at step 0) takes
+    that run's evaluation and layer statistics instead of computing them again; only its
+    curvature columns, seeded by the run, are measured for it."""
+    measured, seen = {}, []
+    for r in active:
+        net = measuring(probe, nets[r])
+        metrics = next((m for params, running, m in seen
+                        if same_bits(params, net.params) and same_bits(running, net.running)),
+                       None)
+        if metrics is None:
+            metrics = logs[r].metrics(net)
+            seen.append((net.params, net.running, metrics))
+        measured[r] = logs[r].measure(net, metrics)
+    return measured
+
+
 def _check_group(configs):
     keys = {group_key(config) for config in configs}
     if not configs or (len(configs) > 1 and (len(keys) != 1 or None in keys)):
@@ -127,7 +156,7 @@ def train_group(configs, labels=None):
     probe = engine.run_views()[0].copy()
     while active and step <= total:
         nets = engine.run_views()
-        measured = {r: logs[r].measure(measuring(probe, nets[r])) for r in active}
+        measured = measure_runs(logs, nets, active, probe)
         if step == total:
             for r in active:
                 rec = logs[r].final_record(measuring(probe, nets[r]))

@@ -87,6 +87,11 @@ def split_scores(net, data, split, x, targets, labels, flags=None):
     return out
 
 
+def _copied(columns):
+    """A copy of a dict of columns, its NumPy arrays copied too."""
+    return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in columns.items()}
+
+
 def _class_labels(labels):
     labels = np.asarray(labels)
     return labels.argmax(axis=1) if labels.ndim == 2 else labels
@@ -114,18 +119,18 @@ class RunLog:
         """Row order of the chunk of n_steps steps from `step`."""
         return chunk_order(self.rng_state, self.n_rows, self.batch, step, n_steps)[0]
 
-    def measure(self, net):
+    def metrics(self, net):
         """(evaluation, layer statistics) of the network before the chunk that follows: one
         evaluation pass over the whole training set (which also finds the units never active
         there: dead_fraction, inactive_fraction), the test set, and the other layer statistics
         of the evaluation rows in training mode. Without batch norm (and without gradient
         statistics) training mode is evaluation mode, so those come from the rows that the
-        training-set pass left in the workspace; else from one more pass over them."""
+        training-set pass left in the workspace; else from one more pass over them. They
+        depend on the network's parameters and running statistics only (and on what the runs
+        of a group share: data, architecture, evaluation rows)."""
         rows = len(self.x_eval)
-        if self.splits is None:  # the float64 targets, converted once per run
-            self.splits = _splits(net, self.data, self.x_train, self.y_eval, None)
         active = new_active(net)
-        (train, x, targets, labels, _), test = self.splits
+        (train, x, targets, labels, _), test = self._splits_of(net)
         evals = split_scores(net, self.data, train, x, targets, labels, active)
         if not net.batchnorm and not self.config["gradient_stats"] \
                 and len(x) <= EVALUATION_CHUNK:
@@ -134,8 +139,25 @@ class RunLog:
             stats = layer_columns(net, self.x_eval, training=True, active=active,
                                   y=self.y_eval[:rows] if self.config["gradient_stats"] else None)
         evals.update(split_scores(net, self.data, *test[:4]))
+        return evals, stats
+
+    def measure(self, net, metrics=None):
+        """metrics(net), or a copy of `metrics` (what metrics gave for a network with bitwise
+        the same parameters and running statistics), with this run's curvature columns added
+        (their random starts are seeded by the run)."""
+        self._splits_of(net)
+        if metrics is None:
+            evals, stats = self.metrics(net)
+        else:  # another run's: its arrays are copied, so no run's rows alias another's
+            evals, stats = (_copied(part) for part in metrics)
         self.curvature.add(net, evals, stats)
         return evals, stats
+
+    def _splits_of(self, net):
+        """The (split, x, float64 targets, labels, flags) of train and test, made once per run."""
+        if self.splits is None:
+            self.splits = _splits(net, self.data, self.x_train, self.y_eval, None)
+        return self.splits
 
     def final_record(self, net):
         """The last row has no step to take: gradient statistics on the evaluation rows."""

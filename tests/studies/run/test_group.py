@@ -261,3 +261,34 @@ def test_resume_skips_every_finished_run_grouped_or_not(serial_stores, tmp_path,
     assert "6 runs, 6 already done" in capsys.readouterr().out
     assert json.loads((out / "manifest.json").read_text())["group_runs"] is False
     assert len(studies.load(out).runs) == 6
+
+
+@pytest.mark.parametrize("fixed", [{}, {"batchnorm": True, "gradient_stats": True},
+                                   {"curvature": True, "gradient_noise": True,
+                                    "curvature_rows": 32}])
+def test_runs_that_start_alike_share_their_first_measurement(monkeypatch, fixed):
+    """Runs of a group from one initialization (seed, init) hold the same bits at step 0: the
+    evaluation and layer statistics are computed once for them, and every table is still the
+    table the run gives alone (curvature, seeded by the run, measured for each)."""
+    from studies.run.record import RunLog
+    variants = [{"lr": 0.1}, {"lr": 0.5}, {"lr": 0.1, "optimizer": "adam"}, {"seed": 7},
+                {"seed": 7, "lr": 0.02}, {"init": "he_normal"}]
+    configs = [resolve({**GROUPED["fixed"], **fixed, **v}) for v in variants]
+    assert len({group_key(c) for c in configs}) == 1
+    alone = [train_run(c) for c in configs]
+    calls = []
+    original = RunLog.metrics
+    monkeypatch.setattr(RunLog, "metrics", lambda log, net: calls.append(log) or
+                        original(log, net))
+    together = train_group(configs)
+    n_metric_steps = configs[0]["steps"] // configs[0]["metrics_every"] + 1
+    assert len(calls) == len(configs) * n_metric_steps - 3  # three starts reused, at step 0
+    for (run_a, hist_a, lay_a), (run_b, hist_b, lay_b) in zip(alone, together):
+        assert {k: v for k, v in run_a.items() if k not in TIMING} == \
+            {k: v for k, v in run_b.items() if k not in TIMING}
+        pd.testing.assert_frame_equal(hist_a.drop(columns="train_time"),
+                                      pd.DataFrame(hist_b).drop(columns="train_time"),
+                                      check_exact=True)
+        pd.testing.assert_frame_equal(lay_a, pd.DataFrame(lay_b), check_exact=True)
+    if fixed.get("curvature"):  # the curvature columns were measured, for every run
+        assert all(np.isfinite(hist["sharpness"]).all() for _, hist, _ in alone)
