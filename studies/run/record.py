@@ -87,11 +87,6 @@ def split_scores(net, data, split, x, targets, labels, flags=None):
     return out
 
 
-def _copied(columns):
-    """A copy of a dict of columns, its NumPy arrays copied too."""
-    return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in columns.items()}
-
-
 def _class_labels(labels):
     labels = np.asarray(labels)
     return labels.argmax(axis=1) if labels.ndim == 2 else labels
@@ -142,14 +137,13 @@ class RunLog:
         return evals, stats
 
     def measure(self, net, metrics=None):
-        """metrics(net), or a copy of `metrics` (what metrics gave for a network with bitwise
-        the same parameters and running statistics), with this run's curvature columns added
-        (their random starts are seeded by the run)."""
-        self._splits_of(net)
-        if metrics is None:
-            evals, stats = self.metrics(net)
-        else:  # another run's: its arrays are copied, so no run's rows alias another's
-            evals, stats = (_copied(part) for part in metrics)
+        """metrics(net), or `metrics` (what metrics gave for a network with bitwise the same
+        parameters and running statistics), in dicts of this run's own with its curvature
+        columns added (their random starts are seeded by the run). Runs that share metrics
+        share their arrays: columns are only ever replaced or concatenated, never written."""
+        self._splits_of(net)  # summarize reads them, even where every measurement was shared
+        evals, stats = self.metrics(net) if metrics is None else metrics
+        evals, stats = dict(evals), dict(stats)
         self.curvature.add(net, evals, stats)
         return evals, stats
 
